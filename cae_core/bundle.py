@@ -1,0 +1,173 @@
+"""The features bundle: the engine's input format (an ``.npz`` file).
+
+Keys (exactly these; ``meta_*`` keys carry free-form provenance and are optional):
+
+- ``image_embeddings``  (N, d) float
+- ``labels``            (N,) int, optional; -1 means unknown
+- ``image_ids``         (N,) str, optional
+- ``class_names``       (n_classes,) str, optional; ``class_names[label]`` names a label
+- ``noun_embeddings``   (M, d) float, with ``nouns`` (M,) str
+- ``caption_embeddings`` (C, d) float, with ``captions`` (C,) str
+- ``noun_glosses``, ``noun_synsets`` (M,) str, optional (WordNet senses for the explorer)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CaeError
+
+REQUIRED_KEYS = ("image_embeddings", "noun_embeddings", "nouns", "caption_embeddings", "captions")
+OPTIONAL_KEYS = ("labels", "image_ids", "class_names", "noun_glosses", "noun_synsets")
+
+
+@dataclass
+class FeaturesBundle:
+    """Embeddings of images and of the two text banks, L2-normalised on construction.
+
+    Shapes: ``image_embeddings`` (N, d), ``noun_embeddings`` (M, d),
+    ``caption_embeddings`` (C, d); ``labels`` (N,) or None.
+    """
+
+    image_embeddings: np.ndarray
+    noun_embeddings: np.ndarray
+    nouns: np.ndarray
+    caption_embeddings: np.ndarray
+    captions: np.ndarray
+    labels: np.ndarray | None = None
+    image_ids: np.ndarray | None = None
+    class_names: np.ndarray | None = None
+    noun_glosses: np.ndarray | None = None
+    noun_synsets: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.image_embeddings = _embedding_matrix(self.image_embeddings, "image_embeddings")
+        d = self.image_embeddings.shape[1]
+        self.noun_embeddings = _embedding_matrix(self.noun_embeddings, "noun_embeddings", d)
+        self.caption_embeddings = _embedding_matrix(self.caption_embeddings, "caption_embeddings", d)
+        self.nouns = _strings(self.nouns, "nouns", len(self.noun_embeddings), "noun_embeddings")
+        self.captions = _strings(self.captions, "captions", len(self.caption_embeddings), "caption_embeddings")
+        n = len(self.image_embeddings)
+        if self.image_ids is None:
+            self.image_ids = np.array([str(i) for i in range(n)])
+        self.image_ids = _strings(self.image_ids, "image_ids", n, "image_embeddings")
+        if self.labels is not None:
+            labels = np.asarray(self.labels)
+            if labels.shape != (n,):
+                raise CaeError(f"labels has shape {labels.shape} but image_embeddings has {n} rows")
+            if not np.issubdtype(labels.dtype, np.integer):
+                if not np.issubdtype(labels.dtype, np.floating) or not np.all(np.isfinite(labels)) \
+                        or np.any(labels != np.round(labels)):
+                    raise CaeError("labels must be integers (-1 for unknown)")
+            self.labels = labels.astype(np.int64)
+        for name in ("noun_glosses", "noun_synsets"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, _strings(value, name, len(self.noun_embeddings), "noun_embeddings"))
+        if self.class_names is not None:
+            self.class_names = np.asarray(self.class_names).astype(str)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_embeddings)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None and bool(np.any(self.labels >= 0))
+
+    def label_name(self, label: int) -> str:
+        """Human name of a ground-truth label (its number when no names are known)."""
+        if label < 0:
+            return ""
+        if self.class_names is not None and label < len(self.class_names):
+            return str(self.class_names[label])
+        return str(label)
+
+    def subset(self, index: np.ndarray) -> "FeaturesBundle":
+        """The bundle restricted to the images at ``index`` (text banks unchanged)."""
+        return FeaturesBundle(
+            image_embeddings=self.image_embeddings[index],
+            noun_embeddings=self.noun_embeddings, nouns=self.nouns,
+            caption_embeddings=self.caption_embeddings, captions=self.captions,
+            labels=None if self.labels is None else self.labels[index],
+            image_ids=self.image_ids[index], class_names=self.class_names,
+            noun_glosses=self.noun_glosses, noun_synsets=self.noun_synsets,
+            metadata=dict(self.metadata),
+        )
+
+
+def _embedding_matrix(value, name: str, d: int | None = None) -> np.ndarray:
+    array = np.asarray(value)
+    if array.ndim != 2:
+        raise CaeError(f"{name} must be a 2-D array, got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise CaeError(f"{name} is empty")
+    if not np.issubdtype(array.dtype, np.number):
+        raise CaeError(f"{name} must be numeric, got dtype {array.dtype}")
+    if d is not None and array.shape[1] != d:
+        raise CaeError(f"{name} has dimension {array.shape[1]} but image_embeddings has {d}")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise CaeError(f"{name} contains NaN or infinite values")
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise CaeError(f"{name} has an all-zero row, which has no direction")
+    return array / norms
+
+
+def _strings(value, name: str, n: int, against: str) -> np.ndarray:
+    array = np.asarray(value).astype(str)
+    if array.shape != (n,):
+        raise CaeError(f"{name} has {array.shape[0] if array.ndim else 0} entries but {against} has {n} rows")
+    return array
+
+
+def load_bundle(path: str | os.PathLike) -> FeaturesBundle:
+    """Read and validate a features bundle; every problem is a one-line ``CaeError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaeError(f"features bundle not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except Exception as exc:  # zip/npy format errors come in many types
+        raise CaeError(f"{path} is not a readable .npz features bundle ({exc.__class__.__name__}: {exc})") from None
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise CaeError(f"{path} lacks the key(s) {', '.join(missing)}")
+    metadata = {}
+    if "meta_json" in arrays:
+        try:
+            metadata = json.loads(str(arrays["meta_json"]))
+        except ValueError:
+            raise CaeError(f"{path}: meta_json is not valid JSON") from None
+    kwargs = {key: arrays[key] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in arrays}
+    return FeaturesBundle(**kwargs, metadata=metadata)
+
+
+def save_bundle(bundle: FeaturesBundle, path: str | os.PathLike) -> Path:
+    """Write ``bundle`` atomically (temporary file, then rename): no half-written bundle."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {key: getattr(bundle, key) for key in REQUIRED_KEYS}
+    for key in OPTIONAL_KEYS:
+        if getattr(bundle, key) is not None:
+            arrays[key] = getattr(bundle, key)
+    arrays["image_embeddings"] = arrays["image_embeddings"].astype(np.float32)
+    arrays["meta_json"] = np.array(json.dumps(bundle.metadata, sort_keys=True))
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
+    os.close(handle)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

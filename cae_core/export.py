@@ -1,0 +1,82 @@
+"""The files a run writes (CLI and app alike): assignments.csv, metrics.json, clusters.json,
+and the method comparison table. Every file is written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .bundle import FeaturesBundle
+from .pipeline import ClusteringResult
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def assignments_table(result: ClusteringResult, bundle: FeaturesBundle) -> pd.DataFrame:
+    """``index, image_id, cluster, label`` (label empty when unknown), one row per image."""
+    labels = [""] * bundle.n_images if bundle.labels is None else \
+        ["" if label < 0 else int(label) for label in bundle.labels]
+    return pd.DataFrame({"index": range(bundle.n_images), "image_id": bundle.image_ids,
+                         "cluster": result.assignments, "label": labels})
+
+
+def metrics_record(result: ClusteringResult) -> dict:
+    """``acc, nmi, ari`` (when labels exist), method, sizes and seconds per stage."""
+    return {**result.metrics, "method": result.method, "n_images": int(len(result.assignments)),
+            "n_clusters": result.n_clusters, "seed": result.seed,
+            "seconds": {stage: round(value, 4) for stage, value in result.stage_seconds.items()}}
+
+
+def assignments_csv(result: ClusteringResult, bundle: FeaturesBundle) -> str:
+    return assignments_table(result, bundle).to_csv(index=False)
+
+
+def metrics_json(result: ClusteringResult) -> str:
+    return json.dumps(metrics_record(result), indent=2)
+
+
+def clusters_json(result: ClusteringResult) -> str:
+    return json.dumps(result.cluster_texts, indent=2, ensure_ascii=False)
+
+
+def write_run(result: ClusteringResult, bundle: FeaturesBundle, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``assignments.csv``, ``metrics.json`` and ``clusters.json`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    return [atomic_write_text(out_dir / "assignments.csv", assignments_csv(result, bundle)),
+            atomic_write_text(out_dir / "metrics.json", metrics_json(result)),
+            atomic_write_text(out_dir / "clusters.json", clusters_json(result))]
+
+
+def comparison_table(results: dict[str, ClusteringResult]) -> pd.DataFrame:
+    """One row per method: acc, nmi, ari (empty without labels) and total seconds."""
+    rows = [{"method": name, **{key: result.metrics.get(key) for key in ("acc", "nmi", "ari")},
+             "seconds": round(sum(result.stage_seconds.values()), 3)} for name, result in results.items()]
+    return pd.DataFrame(rows)
+
+
+def write_comparison(results: dict[str, ClusteringResult], out_dir: str | os.PathLike) -> list[Path]:
+    """``comparison.csv`` and ``comparison.md`` (metrics as percentages in the Markdown table)."""
+    table = comparison_table(results)
+    markdown = table.copy()
+    for key in ("acc", "nmi", "ari"):
+        markdown[key] = [("" if value is None or pd.isna(value) else f"{100 * value:.1f}") for value in table[key]]
+    out_dir = Path(out_dir)
+    return [atomic_write_text(out_dir / "comparison.csv", table.to_csv(index=False)),
+            atomic_write_text(out_dir / "comparison.md", markdown.to_markdown(index=False) + "\n")]

@@ -1,0 +1,228 @@
+"""CAE end to end on a features bundle, with its baselines and ablations, selectable by name."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .alignment import EPSILON, RETRIEVAL_TAU, SINKHORN_MAX_ITER, SINKHORN_TOL, TOP_MATCHES, Alignment, \
+    ot_alignment, softmax_alignment
+from .bundle import FeaturesBundle
+from .clustering import spherical_kmeans
+from .errors import CaeError
+from .fusion import GAMMA, Fusion, adaptive_fusion, equal_fusion
+from .metrics import evaluate
+from .semantic_space import TEXTS_PER_CENTRE, SemanticSpace, build_semantic_space, default_n_centres
+
+Progress = Callable[[str, float, str], None]
+"""``progress(stage, fraction, message)``: fraction in [0, 1] of the stage named."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a method does: which text sources it aligns, how, and how it fuses."""
+
+    name: str
+    description: str
+    nouns: bool = False
+    captions: bool = False
+    alignment: str = "ot"  # "ot", "softmax" (CAE's formula) or "tac" (TAC's retrieval)
+    fusion: str = "adaptive"  # "adaptive", "equal" or "none"
+
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
+    MethodSpec("cae", "CAE: OT-aligned nouns and captions, adaptive fusion", True, True),
+    MethodSpec("clip-kmeans", "k-means on the CLIP image embeddings", fusion="none"),
+    MethodSpec("tac-notrain", "TAC without training: softmax-retrieved nouns concatenated with the image",
+               nouns=True, alignment="tac", fusion="equal"),
+    MethodSpec("cae-no-captions", "CAE without captions", nouns=True),
+    MethodSpec("cae-no-nouns", "CAE without nouns", captions=True),
+    MethodSpec("cae-softmax", "CAE with softmax retrieval instead of OT", True, True, alignment="softmax"),
+    MethodSpec("cae-concat", "CAE with equal-weight concatenation instead of adaptive fusion", True, True,
+               fusion="equal"),
+)}
+
+
+@dataclass
+class CaeConfig:
+    """Settings of a run. Stated by CAE: n = N/300 centres, Sinkhorn OT, gamma = 0.01.
+    From TAC's public code: 5 texts per centre, tau = 0.005. Inferred here: epsilon, tolerance,
+    restarts, fusion mode (see the modules' constants for the reasons)."""
+
+    n_centres: int | None = None  # None: max(K, round(N / 300))
+    texts_per_centre: int = TEXTS_PER_CENTRE
+    epsilon: float = EPSILON
+    sinkhorn_tol: float = SINKHORN_TOL
+    sinkhorn_max_iter: int = SINKHORN_MAX_ITER
+    retrieval_tau: float = RETRIEVAL_TAU
+    gamma: float = GAMMA
+    fusion_mode: str = "concat"
+    n_init: int = 10
+    kmeans_max_iter: int = 300
+    top_matches: int = TOP_MATCHES
+    device: str = "auto"
+
+
+@dataclass
+class ClusteringResult:
+    """Everything a run computed, for the CLI's files and the explorer's pages.
+
+    ``assignments`` (N,) cluster per image; ``features`` (N, D) what the final k-means saw;
+    ``noun_alignment`` / ``caption_alignment`` index into ``semantic_space.nouns`` / ``.captions``;
+    ``fusion`` holds per-image modality weights; ``cluster_texts`` names each cluster by its
+    members' texts with the most mass; ``stage_seconds`` times each stage.
+    """
+
+    method: str
+    n_clusters: int
+    seed: int
+    config: CaeConfig
+    assignments: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray | None
+    metrics: dict[str, float]
+    semantic_space: SemanticSpace | None
+    noun_alignment: Alignment | None
+    caption_alignment: Alignment | None
+    fusion: Fusion | None
+    cluster_texts: list[dict]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Stages:
+    """Times stages and memoises the pieces that several methods share (one bundle, one seed)."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress = progress or (lambda stage, fraction, message: None)
+        self.memo: dict = {}
+        self.seconds: dict[str, float] = {}
+
+    def get(self, key, stage: str, compute: Callable[[], object]):
+        if key not in self.memo:
+            self.progress(stage, 0.0, f"{stage}…")
+            start = time.perf_counter()
+            self.memo[key] = compute()
+            self.seconds[key] = time.perf_counter() - start
+            self.progress(stage, 1.0, f"{stage} done")
+        return self.memo[key], self.seconds[key]
+
+
+def _check_request(bundle: FeaturesBundle, method: str, n_clusters: int) -> MethodSpec:
+    if method not in METHODS:
+        raise CaeError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise CaeError(f"the number of clusters must be a positive integer, got {n_clusters!r}")
+    if n_clusters > bundle.n_images:
+        raise CaeError(f"cannot make {n_clusters} clusters from {bundle.n_images} images")
+    return METHODS[method]
+
+
+def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeConfig, seed: int,
+         stages: _Stages) -> ClusteringResult:
+    seconds: dict[str, float] = {}
+    x = bundle.image_embeddings
+    space = None
+    if spec.nouns or spec.captions:
+        n_centres = config.n_centres or default_n_centres(bundle.n_images, n_clusters)
+        if n_centres > bundle.n_images:
+            raise CaeError(f"cannot make {n_centres} semantic-space centres from {bundle.n_images} images")
+        space, seconds["semantic_space"] = stages.get(
+            ("space", n_centres), "semantic space", lambda: build_semantic_space(
+                x, n_centres, noun_embeddings=bundle.noun_embeddings, nouns=bundle.nouns,
+                caption_embeddings=bundle.caption_embeddings, captions=bundle.captions,
+                per_centre=config.texts_per_centre, n_init=config.n_init, seed=seed,
+                device=config.device))
+
+    def align(source: str):
+        selection = getattr(space, source)
+        stage = f"{source[:-1]} alignment"
+        if spec.alignment == "ot":
+            def compute():
+                return ot_alignment(x, selection.embeddings, epsilon=config.epsilon, tol=config.sinkhorn_tol,
+                                    max_iter=config.sinkhorn_max_iter, top_k=config.top_matches,
+                                    device=config.device,
+                                    progress=lambda fraction: stages.progress(stage, fraction, "Sinkhorn"))
+        else:
+            def compute():
+                return softmax_alignment(x, selection.embeddings, temperature=config.retrieval_tau,
+                                         top_k=config.top_matches, device=config.device,
+                                         weight_by_similarity=spec.alignment == "softmax")
+        alignment, seconds[f"{source[:-1]}_alignment"] = stages.get(
+            (source, spec.alignment, space.n_centres), stage, compute)
+        return alignment
+
+    noun_alignment = align("nouns") if spec.nouns else None
+    caption_alignment = align("captions") if spec.captions else None
+
+    start = time.perf_counter()
+    fusion = None
+    if spec.fusion == "none":
+        features = x
+    else:
+        modalities = {"image": x}
+        if noun_alignment is not None:
+            modalities["noun"] = noun_alignment.correspondence
+        if caption_alignment is not None:
+            modalities["caption"] = caption_alignment.correspondence
+        fusion = adaptive_fusion(modalities, config.gamma, config.fusion_mode) if spec.fusion == "adaptive" \
+            else equal_fusion(modalities, "concat" if spec.alignment == "tac" else config.fusion_mode)
+        features = fusion.features
+    seconds["fusion"] = time.perf_counter() - start
+
+    stages.progress("clustering", 0.0, f"k-means into {n_clusters} clusters")
+    start = time.perf_counter()
+    kmeans = spherical_kmeans(features, n_clusters, n_init=config.n_init, max_iter=config.kmeans_max_iter,
+                              seed=seed, device=config.device)
+    seconds["kmeans"] = time.perf_counter() - start
+    stages.progress("clustering", 1.0, "k-means done")
+
+    start = time.perf_counter()
+    metrics = evaluate(bundle.labels, kmeans.labels) if bundle.has_labels else {}
+    seconds["metrics"] = time.perf_counter() - start
+    texts = cluster_texts(kmeans.labels, n_clusters, space, noun_alignment, caption_alignment)
+    return ClusteringResult(spec.name, n_clusters, seed, config, kmeans.labels, features, bundle.labels, metrics,
+                            space, noun_alignment, caption_alignment, fusion, texts, seconds)
+
+
+def run_method(bundle: FeaturesBundle, method: str = "cae", n_clusters: int = 10, *,
+               config: CaeConfig | None = None, seed: int = 0, progress: Progress | None = None) -> ClusteringResult:
+    """Run one method on ``bundle`` and return every intermediate. Same inputs and seed → same result."""
+    spec = _check_request(bundle, method, n_clusters)
+    return _run(bundle, spec, n_clusters, config or CaeConfig(), seed, _Stages(progress))
+
+
+def run_methods(bundle: FeaturesBundle, methods: list[str] | tuple[str, ...] = tuple(METHODS),
+                n_clusters: int = 10, *, config: CaeConfig | None = None, seed: int = 0,
+                progress: Progress | None = None) -> dict[str, ClusteringResult]:
+    """Run several methods on the same bundle, computing shared stages (semantic space, alignments) once."""
+    specs = [_check_request(bundle, method, n_clusters) for method in methods]
+    stages = _Stages(progress)
+    return {spec.name: _run(bundle, spec, n_clusters, config or CaeConfig(), seed, stages) for spec in specs}
+
+
+def cluster_texts(assignments: np.ndarray, n_clusters: int, space: SemanticSpace | None,
+                  noun_alignment: Alignment | None, caption_alignment: Alignment | None,
+                  n_texts: int = 5) -> list[dict]:
+    """Name each cluster by the texts that received the most mass from its members, best first.
+
+    Mass is summed over the members' top matches (the rest of each row is negligible at the
+    engine's temperatures). Returns ``[{"cluster", "size", "nouns", "captions"}]`` by cluster id.
+    """
+    named = []
+    for cluster in range(n_clusters):
+        members = assignments == cluster
+        entry = {"cluster": cluster, "size": int(members.sum()), "nouns": [], "captions": []}
+        for key, alignment, selection in (("nouns", noun_alignment, space and space.nouns),
+                                          ("captions", caption_alignment, space and space.captions)):
+            if alignment is None or not members.any():
+                continue
+            mass = np.bincount(alignment.top_text[members].ravel(), weights=alignment.top_weight[members].ravel(),
+                               minlength=len(selection))
+            best = np.argsort(-mass, kind="stable")[:n_texts]
+            entry[key] = [str(selection.texts[j]) for j in best if mass[j] > 0]
+        named.append(entry)
+    return named
+

@@ -1,0 +1,110 @@
+"""The semantic space: the nouns and captions that the image clusters' centres select.
+
+k-means on the image embeddings gives n centres (CAE states n = N/300); every text of a bank goes to
+the centre it is most confident about (softmax over centres) and each centre keeps its most
+confident texts (TAC's public filter_nouns.py: temperature 1, 5 per centre); the union is the space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .clustering import spherical_kmeans
+from .device import as_tensor, resolve_device
+from .errors import CaeError
+
+CENTRES_PER_IMAGE = 1 / 300  # stated by CAE: n = N / 300 centres
+TEXTS_PER_CENTRE = 5  # TAC's public code (topK = 5); CAE says "top-K" without a value
+SELECTION_TEMPERATURE = 1.0  # TAC's public code: softmax over centres of the raw cosine
+
+
+@dataclass
+class TextSelection:
+    """Texts of one bank chosen by the centres, grouped by centre, most confident first.
+
+    ``bank_index`` (S,) rows of the bank; ``centre`` (S,) the centre that chose each text;
+    ``score`` (S,) its softmax confidence for that centre; ``texts`` (S,); ``embeddings`` (S, d).
+    """
+
+    bank_index: np.ndarray
+    centre: np.ndarray
+    score: np.ndarray
+    texts: np.ndarray
+    embeddings: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bank_index)
+
+
+@dataclass
+class SemanticSpace:
+    """``centres`` (n, d) unit vectors; ``centre_of_image`` (N,); the nouns and captions selected
+    (either may be None when that bank is not used)."""
+
+    centres: np.ndarray
+    centre_of_image: np.ndarray
+    nouns: TextSelection | None
+    captions: TextSelection | None
+
+    @property
+    def n_centres(self) -> int:
+        return len(self.centres)
+
+
+def default_n_centres(n_images: int, n_clusters: int) -> int:
+    """max(K, round(N / 300)), never more than N."""
+    return int(min(n_images, max(n_clusters, round(n_images * CENTRES_PER_IMAGE))))
+
+
+def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.ndarray,
+                 per_centre: int = TEXTS_PER_CENTRE, temperature: float = SELECTION_TEMPERATURE,
+                 device: str | torch.device = "auto", block_rows: int = 65536) -> TextSelection:
+    """Each text goes to its most confident centre; each centre keeps its ``per_centre`` best.
+
+    ``centres`` (n, d) and ``text_embeddings`` (M, d) unit rows; the bank is processed in blocks
+    of ``block_rows`` texts so memory stays O(block_rows * n).
+    """
+    if per_centre < 1:
+        raise CaeError("texts per centre must be at least 1")
+    dev = resolve_device(device)
+    centre_tensor = as_tensor(centres, dev)
+    best_centre, confidence = [], []
+    for start in range(0, len(text_embeddings), block_rows):
+        block = as_tensor(text_embeddings[start:start + block_rows], dev)
+        probabilities = torch.softmax(block @ centre_tensor.T / temperature, dim=1)
+        value, index = probabilities.max(dim=1)
+        best_centre.append(index.cpu())
+        confidence.append(value.cpu())
+    best_centre = torch.cat(best_centre).numpy()
+    confidence = torch.cat(confidence).numpy()
+    chosen = []
+    for centre in range(len(centres)):
+        members = np.flatnonzero(best_centre == centre)
+        # stable sort: ties keep bank order, so the selection is reproducible
+        order = members[np.argsort(-confidence[members], kind="stable")[:per_centre]]
+        chosen.append(order)
+    bank_index = np.concatenate(chosen).astype(np.int64)
+    return TextSelection(bank_index=bank_index, centre=best_centre[bank_index],
+                         score=confidence[bank_index], texts=np.asarray(texts)[bank_index],
+                         embeddings=np.asarray(text_embeddings)[bank_index])
+
+
+def build_semantic_space(image_embeddings: np.ndarray, n_centres: int, *,
+                         noun_embeddings: np.ndarray | None = None, nouns: np.ndarray | None = None,
+                         caption_embeddings: np.ndarray | None = None, captions: np.ndarray | None = None,
+                         per_centre: int = TEXTS_PER_CENTRE, n_init: int = 10, seed: int = 0,
+                         device: str | torch.device = "auto") -> SemanticSpace:
+    """k-means on ``image_embeddings`` (N, d) into ``n_centres``, then select texts from each bank.
+
+    Restarts matter here: two classes merged under one centre leave a class without texts.
+    """
+    kmeans = spherical_kmeans(image_embeddings, n_centres, n_init=n_init, seed=seed, device=device)
+    noun_selection = caption_selection = None
+    if noun_embeddings is not None:
+        noun_selection = select_texts(kmeans.centres, noun_embeddings, nouns, per_centre, device=device)
+    if caption_embeddings is not None:
+        caption_selection = select_texts(kmeans.centres, caption_embeddings, captions, per_centre, device=device)
+    return SemanticSpace(kmeans.centres, kmeans.labels, noun_selection, caption_selection)

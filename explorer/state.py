@@ -1,0 +1,72 @@
+"""Per-browser-session state of the explorer: the loaded data and the runs made on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import numpy as np
+import streamlit as st
+
+from cae_core.bundle import FeaturesBundle
+from cae_core.pipeline import CaeConfig, ClusteringResult
+
+WORKSPACE_KEY = "workspace"
+T = TypeVar("T")
+
+
+@dataclass
+class Workspace:
+    """What one browser session has loaded and computed.
+
+    ``image_root`` joins with ``bundle.image_ids`` to find each image file (None: no pictures);
+    ``random_weights`` is True when the embeddings come from an untrained model, so every page
+    must say that the semantics are meaningless; ``results`` maps a method name to its run;
+    ``derived`` memoises views computed from the bundle and runs (softmax contrasts, maps,
+    alternative semantic spaces) so that switching pages or images never recomputes them.
+    """
+
+    bundle: FeaturesBundle | None = None
+    dataset_name: str = ""
+    image_root: Path | None = None
+    random_weights: bool = False
+    n_clusters: int = 10
+    seed: int = 0
+    config: CaeConfig = field(default_factory=CaeConfig)
+    results: dict[str, ClusteringResult] = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    derived: dict = field(default_factory=dict)
+
+    def load(self, bundle: FeaturesBundle, dataset_name: str, image_root: Path | None, random_weights: bool,
+             skipped: list | None = None) -> None:
+        """Replace the loaded data; runs and views of the previous data are dropped with it."""
+        self.bundle, self.dataset_name, self.image_root = bundle, dataset_name, image_root
+        self.random_weights = random_weights
+        self.skipped = list(skipped or [])
+        n_classes = len(np.unique(bundle.labels[bundle.labels >= 0])) if bundle.has_labels else 0
+        self.n_clusters = int(min(bundle.n_images, n_classes or self.n_clusters))
+        self.set_results({})
+
+    def set_results(self, results: dict[str, ClusteringResult]) -> None:
+        """Store new runs; every view derived from the old ones is dropped."""
+        self.results = results
+        self.derived = {}
+
+    def memo(self, key: tuple, compute: Callable[[], T]) -> T:
+        """``compute()`` once per key for the current data and runs."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
+
+    def image_path(self, index: int) -> Path | None:
+        if self.image_root is None or self.bundle is None:
+            return None
+        return self.image_root / str(self.bundle.image_ids[index])
+
+
+def workspace() -> Workspace:
+    """This session's workspace (created on first use; each browser session has its own)."""
+    if WORKSPACE_KEY not in st.session_state:
+        st.session_state[WORKSPACE_KEY] = Workspace()
+    return st.session_state[WORKSPACE_KEY]

@@ -1,0 +1,208 @@
+"""Tables and arrays the pages draw, computed from the engine's results and memoised in the workspace.
+
+No widgets here: the pages own the layout; this module shapes data (pandas tables, projections) so
+that a rerun (a click, the next image) only slices what was computed once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cae_core.alignment import Alignment, softmax_alignment
+from cae_core.bundle import FeaturesBundle
+from cae_core.interpret import representations
+from cae_core.pipeline import ClusteringResult
+from cae_core.projection import project
+from cae_core.semantic_space import SemanticSpace, TextSelection, build_semantic_space, default_n_centres
+
+from .state import Workspace
+
+SOURCES = ("nouns", "captions")
+
+
+# --- data sets -------------------------------------------------------------------------------------------
+
+def class_counts(labels, class_names) -> pd.DataFrame:
+    """(class, images) for labelled images, by class id."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels[labels >= 0], minlength=len(class_names) if class_names is not None else 0)
+    names = [str(class_names[k]) if class_names is not None and k < len(class_names) else str(k)
+             for k in range(len(counts))]
+    return pd.DataFrame({"class": names, "images": counts})
+
+
+def spread_sample(labels, n: int) -> np.ndarray:
+    """Up to ``n`` image indices taking the classes in turn (the first image of each class, then the second…)."""
+    labels = np.asarray(labels)
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rank[members] = np.arange(len(members))
+    return np.lexsort((labels, rank))[:n]
+
+
+def skipped_table(skipped) -> pd.DataFrame:
+    """The files left out, with the reason, one row each."""
+    return pd.DataFrame({"file": [item.image_id for item in skipped], "reason": [item.reason for item in skipped]})
+
+
+# --- semantic space --------------------------------------------------------------------------------------
+
+def space_settings(ws: Workspace) -> tuple[int, int]:
+    """(centres, texts per centre) the run uses, or would use, for the loaded bundle."""
+    n_centres = ws.config.n_centres or default_n_centres(ws.bundle.n_images, ws.n_clusters)
+    return int(n_centres), int(ws.config.texts_per_centre)
+
+
+def semantic_space(ws: Workspace, n_centres: int, per_centre: int) -> SemanticSpace:
+    """The semantic space for these settings: the run's own when it used them, else built once and kept."""
+    result = ws.results.get("cae")
+    if result is not None and result.semantic_space is not None \
+            and (result.semantic_space.n_centres, result.config.texts_per_centre) == (n_centres, per_centre):
+        return result.semantic_space
+    bundle = ws.bundle
+    return ws.memo(("space", n_centres, per_centre), lambda: build_semantic_space(
+        bundle.image_embeddings, n_centres, noun_embeddings=bundle.noun_embeddings, nouns=bundle.nouns,
+        caption_embeddings=bundle.caption_embeddings, captions=bundle.captions, per_centre=per_centre,
+        seed=ws.seed, device=ws.config.device))
+
+
+def _texts_of_centre(selection: TextSelection, centre: int, n: int | None = None) -> list[str]:
+    rows = np.flatnonzero(selection.centre == centre)[:n]  # selections are grouped by centre, best first
+    return [str(text) for text in selection.texts[rows]]
+
+
+def centre_table(space: SemanticSpace) -> pd.DataFrame:
+    """One row per centre: images, how many nouns and captions it selected, its best three of each."""
+    sizes = np.bincount(space.centre_of_image, minlength=space.n_centres)
+    rows = []
+    for centre in range(space.n_centres):
+        row = {"centre": centre, "images": int(sizes[centre])}
+        for source in SOURCES:
+            selection = getattr(space, source)
+            if selection is not None:
+                row[f"{source} selected"] = int(np.sum(selection.centre == centre))
+                row[f"top {source}"] = " · ".join(_texts_of_centre(selection, centre, 3))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def centre_selection(space: SemanticSpace, source: str, centre: int) -> pd.DataFrame:
+    """The texts of one bank that ``centre`` selected, with their confidence, best first."""
+    selection = getattr(space, source)
+    rows = np.flatnonzero(selection.centre == centre)
+    return pd.DataFrame({"text": selection.texts[rows].astype(str), "score": selection.score[rows].astype(float),
+                         "bank row": selection.bank_index[rows]})
+
+
+def union_sizes(space: SemanticSpace) -> dict[str, int]:
+    """Selected texts per bank and distinct strings among them (WordNet keeps one row per sense)."""
+    sizes = {}
+    for source in SOURCES:
+        selection = getattr(space, source)
+        if selection is not None:
+            sizes[source] = len(selection)
+            sizes[f"distinct {source}"] = len(set(selection.texts.tolist()))
+    return sizes
+
+
+def text_distribution(ws: Workspace, n_centres: int, per_centre: int) -> pd.DataFrame:
+    """Long table (centre, bank, stage, texts): how many texts of each bank prefer each centre, and how
+    many of those the top-K filter kept. The preference is the argmax of the softmax over centres, i.e.
+    of the cosine, so it is computed here without the engine's softmax."""
+    bundle = ws.bundle
+    space = semantic_space(ws, n_centres, per_centre)
+
+    def compute() -> pd.DataFrame:
+        frames = []
+        for source, bank in (("nouns", bundle.noun_embeddings), ("captions", bundle.caption_embeddings)):
+            selection = getattr(space, source)
+            if selection is None:
+                continue
+            preferred = np.concatenate([np.argmax(bank[start:start + 65536] @ space.centres.T, axis=1)
+                                        for start in range(0, len(bank), 65536)])
+            for stage, centres in (("prefer the centre", preferred), ("selected", selection.centre)):
+                counts = np.bincount(centres, minlength=space.n_centres)
+                frames.append(pd.DataFrame({"centre": np.arange(space.n_centres), "bank": source,
+                                            "stage": stage, "texts": counts}))
+        return pd.concat(frames, ignore_index=True)
+
+    return ws.memo(("distribution", n_centres, per_centre), compute)
+
+
+def centre_examples(bundle: FeaturesBundle, space: SemanticSpace, centre: int, n: int = 8) -> np.ndarray:
+    """The ``n`` member images closest to ``centre``, closest first."""
+    members = np.flatnonzero(space.centre_of_image == centre)
+    similarity = bundle.image_embeddings[members] @ space.centres[centre]
+    return members[np.argsort(-similarity, kind="stable")[:n]]
+
+
+# --- correspondences -------------------------------------------------------------------------------------
+
+def softmax_contrast(ws: Workspace, result: ClusteringResult, source: str) -> Alignment:
+    """Softmax retrieval over the same selected texts as the run's OT (CAE's formula, TAC's temperature):
+    the contrast that shows what the transport's column constraint changes. Computed once per run."""
+    selection = getattr(result.semantic_space, source)
+    config = result.config
+    return ws.memo(("softmax", result.method, source), lambda: softmax_alignment(
+        ws.bundle.image_embeddings, selection.embeddings, temperature=config.retrieval_tau,
+        top_k=config.top_matches, device=config.device))
+
+
+def matches(alignment: Alignment, selection: TextSelection, image: int, n: int = 5) -> pd.DataFrame:
+    """An image's ``n`` heaviest matches: text, its share of the image's mass, cosine similarity."""
+    top = alignment.top_text[image, :n]
+    return pd.DataFrame({"text": selection.texts[top].astype(str),
+                         "mass": alignment.top_weight[image, :n].astype(float),
+                         "cosine": alignment.top_similarity[image, :n].astype(float)})
+
+
+def fusion_weights(result: ClusteringResult, image: int) -> pd.DataFrame:
+    """(modality, weight) of one image's adaptive fusion."""
+    return pd.DataFrame({"modality": list(result.fusion.modalities),
+                         "weight": result.fusion.weights[image].astype(float)})
+
+
+def cluster_label(result: ClusteringResult, cluster: int) -> str:
+    """``cluster 3 · 412 images · dog, puppy, …`` from the run's cluster texts."""
+    entry = result.cluster_texts[cluster]
+    words = ", ".join(entry["nouns"][:3])
+    return f"cluster {cluster} · {entry['size']} images" + (f" · {words}" if words else "")
+
+
+# --- embedding maps --------------------------------------------------------------------------------------
+
+def map_texts(space: SemanticSpace, representation: str) -> list[tuple[str, TextSelection]]:
+    """The selected texts that live in the same space as ``representation`` (none for fused features,
+    whose dimension is that of the concatenation)."""
+    sources = {"image": SOURCES, "noun": ("nouns",), "caption": ("captions",)}.get(representation, ())
+    return [(source, getattr(space, source)) for source in sources if getattr(space, source) is not None]
+
+
+def embedding_map(ws: Workspace, result: ClusteringResult, representation: str, with_texts: bool,
+                  max_points: int, n_neighbors: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """UMAP of one representation: (images table: index, x, y, cluster, class; texts table: text, bank, x, y).
+
+    Fitted jointly with the selected texts when ``with_texts``; memoised per setting in the session and
+    cached on disk by the engine, so a second visit is instant.
+    """
+    bundle = ws.bundle
+
+    def compute() -> tuple[pd.DataFrame, pd.DataFrame]:
+        texts = map_texts(result.semantic_space, representation) if with_texts else []
+        points = representations(result, bundle)[representation]
+        coordinates, index = project(points, *(selection.embeddings for _, selection in texts),
+                                     n_neighbors=n_neighbors, seed=ws.seed, max_points=max_points)
+        labels = bundle.labels[index] if bundle.labels is not None else np.full(len(index), -1)
+        images = pd.DataFrame({"index": index, "x": coordinates[0][:, 0], "y": coordinates[0][:, 1],
+                               "cluster": result.assignments[index].astype(str),
+                               "class": [bundle.label_name(int(label)) for label in labels]})
+        text_rows = [pd.DataFrame({"text": selection.texts.astype(str), "bank": source,
+                                   "x": xy[:, 0], "y": xy[:, 1]})
+                     for (source, selection), xy in zip(texts, coordinates[1:])]
+        texts_table = pd.concat(text_rows, ignore_index=True) if text_rows else \
+            pd.DataFrame(columns=["text", "bank", "x", "y"])
+        return images, texts_table
+
+    return ws.memo(("map", result.method, representation, with_texts, max_points, n_neighbors), compute)

@@ -1,0 +1,197 @@
+"""Widgets every page shares: page header, guidance when nothing is loaded, the random-weights banner,
+errors as messages, cached thumbnails and image grids, and the one clustering run per data load."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import streamlit as st
+from PIL import Image, ImageOps
+
+from cae_core.bundle import FeaturesBundle
+from cae_core.errors import CaeError
+from cae_core.pipeline import METHODS, ClusteringResult, run_methods
+from cae_core.sources import load_image
+
+from .state import Workspace, workspace
+
+logger = logging.getLogger(__name__)
+
+DATASET_PAGE = "pages/1_Dataset.py"
+MAIN_METHOD = "cae"
+THUMBNAIL_SIZE = 128
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` shown literally where Streamlit renders markdown (captions, labels, st.markdown).
+
+    Dataset and corpus texts are data: a caption such as ``![x](http://…)`` must not load anything.
+    """
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
+
+
+def page_header(title: str, intro: str) -> Workspace:
+    """Title, one-line intro and, when the embeddings are untrained, the banner; returns the workspace."""
+    st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon="🧭", layout="wide")
+    st.title(title)
+    st.caption(intro)
+    ws = workspace()
+    semantics_banner(ws)
+    return ws
+
+
+def semantics_banner(ws: Workspace) -> None:
+    if ws.random_weights:
+        st.warning("**Random weights: the semantics are meaningless.** These embeddings come from an untrained "
+                   "model, so the nouns and captions matched to images say nothing about what the images show. "
+                   "The mechanics (centres, transport, fusion weights, maps) are real; load a pretrained "
+                   "checkpoint or a features bundle to read meaning into them.", icon="⚠️")
+
+
+def show_error(error: Exception) -> None:
+    """A one-line message for the user; unexpected errors are logged in full for the operator."""
+    if isinstance(error, CaeError):
+        st.error(str(error), icon="🚫")
+    else:
+        logger.exception("unexpected error in the explorer", exc_info=error)
+        st.error(f"Unexpected error ({error.__class__.__name__}: {error}). The details are in the server log.",
+                 icon="🚫")
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Around an engine call: errors become messages, never tracebacks (Streamlit's own control flow,
+    st.stop and st.rerun, derives from BaseException and passes through)."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - every failure must reach the user as a message
+        show_error(error)
+
+
+def require_bundle(ws: Workspace) -> FeaturesBundle:
+    """The loaded bundle, or guidance on how to get one and the end of the page."""
+    if ws.bundle is None:
+        st.info("Nothing is loaded yet. On the **Dataset** page, either encode your images with a CLIP model "
+                "(a pretrained tag or a local checkpoint file), or load a features bundle (`.npz`). Without "
+                "pretrained weights you can still tick **random weights** there to explore the mechanics of "
+                "CAE; the semantics are then meaningless.", icon="👉")
+        st.page_link(DATASET_PAGE, label="Go to the Dataset page", icon="📂")
+        st.stop()
+    return ws.bundle
+
+
+def run_controls(ws: Workspace, key: str) -> None:
+    """Number of clusters, seed and the button that runs CAE and its baselines (``key`` makes widgets unique)."""
+    bundle = require_bundle(ws)
+    left, middle, right = st.columns([1, 1, 2], vertical_alignment="bottom")
+    n_clusters = left.number_input("Clusters K", 1, bundle.n_images, int(ws.n_clusters), key=f"{key}-k",
+                                   help="Defaults to the number of ground-truth classes when they are known.")
+    seed = middle.number_input("Seed", 0, 2**31 - 1, int(ws.seed), key=f"{key}-seed")
+    if right.button(f"Run CAE and {len(METHODS) - 1} baselines", type="primary", key=f"{key}-run"):
+        ws.n_clusters, ws.seed = int(n_clusters), int(seed)
+        run_all(ws)
+
+
+def require_run(ws: Workspace) -> ClusteringResult:
+    """CAE's run on the loaded bundle; without one, the controls to make it and the end of the page."""
+    require_bundle(ws)
+    if MAIN_METHOD not in ws.results:
+        st.info("The data is loaded but not clustered yet: run CAE (the baselines run with it, sharing its "
+                "semantic space and alignments).", icon="👉")
+        run_controls(ws, "require-run")
+        if MAIN_METHOD not in ws.results:
+            st.stop()
+    return ws.results[MAIN_METHOD]
+
+
+def run_all(ws: Workspace, methods: Sequence[str] = tuple(METHODS)) -> bool:
+    """Run ``methods`` once on the loaded bundle with a progress bar and keep the results in the workspace.
+
+    Pages read ``ws.results`` afterwards, so switching pages never recomputes. False when it failed.
+    """
+    bundle = require_bundle(ws)
+    label = f"Clustering {bundle.n_images:,} images into {ws.n_clusters} clusters ({len(methods)} methods)"
+    with st.status(label, expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+        finished = 0
+
+        def progress(stage: str, fraction: float, message: str) -> None:
+            nonlocal finished
+            # each method ends with its k-means: count those for the bar, show the stage as its text
+            if stage == "clustering" and fraction >= 1.0:
+                finished += 1
+            bar.progress(min(1.0, finished / len(methods)),
+                         text=f"{stage}: {message} · {finished}/{len(methods)} methods done")
+
+        start = time.perf_counter()
+        try:
+            results = run_methods(bundle, list(methods), ws.n_clusters, config=ws.config, seed=ws.seed,
+                                  progress=progress)
+        except Exception as error:  # noqa: BLE001 - shown to the user, the page stays usable
+            status.update(label="Clustering failed", state="error", expanded=True)
+            show_error(error)
+            return False
+        ws.set_results(results)
+        status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
+                      expanded=False)
+    return True
+
+
+@st.cache_data(max_entries=20_000, show_spinner=False)
+def _thumbnail_bytes(path: str, size: int, modified_ns: int) -> bytes | None:
+    """JPEG bytes of the image fitted into ``size``² (``modified_ns`` keys the cache on the file's version).
+
+    Cached across reruns and sessions: a grid is decoded once, then served from memory.
+    """
+    try:
+        image = load_image(Path(path))
+    except CaeError:
+        return None
+    # small images (CIFAR's 32 px) are enlarged too, so every grid cell has the same size
+    image = ImageOps.contain(image, (size, size), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def thumbnail(path: Path | None, size: int = THUMBNAIL_SIZE) -> bytes | None:
+    """Cached thumbnail of the image file at ``path``; None when there is no readable file."""
+    if path is None:
+        return None
+    try:
+        modified = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _thumbnail_bytes(str(path), size, modified)
+
+
+def image_grid(paths: Sequence[Path | None], captions: Sequence[str], columns: int = 8,
+               size: int = THUMBNAIL_SIZE) -> None:
+    """Thumbnails in rows of ``columns``, each with its caption (shown as text, not markdown)."""
+    for start in range(0, len(paths), columns):
+        cells = st.columns(columns)
+        for cell, path, caption in zip(cells, paths[start:start + columns], captions[start:start + columns]):
+            data = thumbnail(path, size)
+            if data is None:
+                cell.caption(f"no picture · {escape_markdown(caption)}")
+            else:
+                cell.image(data, caption=escape_markdown(caption), width="stretch")
+
+
+def image_caption(ws: Workspace, index: int) -> str:
+    """``#index · class`` for an image (the class when ground truth is known)."""
+    bundle = ws.bundle
+    label = bundle.label_name(int(bundle.labels[index])) if bundle.labels is not None else ""
+    return f"#{index} · {label}" if label else f"#{index}"
+
+
+def image_grid_for(ws: Workspace, indices: Sequence[int], columns: int = 8) -> None:
+    """Grid of the workspace's images at ``indices``."""
+    image_grid([ws.image_path(int(i)) for i in indices], [image_caption(ws, int(i)) for i in indices], columns)

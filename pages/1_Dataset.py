@@ -1,0 +1,197 @@
+"""Step 1: the data — images, a CLIP model and the two text banks, encoded into a features bundle;
+or a bundle loaded as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from cae_core.bundle import load_bundle
+from cae_core.corpora import TAC_TEMPLATES
+from cae_core.encode import encode_dataset
+from cae_core.sources import BENCHMARKS, allowed_roots, dataset_choices, default_data_dir, open_image_source, \
+    resolve_allowed_path
+from explorer import views
+from explorer.widgets import escape_markdown, image_grid, page_header, run_controls, show_error, user_errors
+from explorer.resources import open_clip_models, pretrained_tags, saved_upload
+
+SHARED, FOLDER, ZIP, BENCHMARK = "shared image set", "folder on the server", "zip upload", "torchvision benchmark"
+TAG, CHECKPOINT, RANDOM = "pretrained tag", "checkpoint file", "random weights"
+SERVER_FILE, UPLOAD = "file on the server", "upload a file"
+PREVIEW_KEY = "dataset-preview"
+
+ws = page_header("Dataset", "Images, a CLIP model and the text banks, encoded by the same model into a features "
+                            "bundle; or a bundle (.npz) loaded as it is.")
+roots_note = "Readable folders: " + ", ".join(str(root) for root in allowed_roots()) + \
+             " (the operator adds more with CAE_ALLOWED_ROOTS)."
+
+
+def server_path(label: str, key: str) -> Path | None:
+    """A path typed by the user, accepted only inside the allowed roots (else a message and None)."""
+    typed = st.text_input(label, key=key, help=roots_note).strip()
+    if not typed:
+        return None
+    with user_errors():
+        return resolve_allowed_path(typed, allowed_roots())
+    return None
+
+
+def text_bank(kind: str, corpora: dict[str, str]) -> str | None:
+    """The spec of a noun or caption bank for ``encode_dataset``: a corpus name or a file path."""
+    choice = st.radio(f"{kind.capitalize()}", [*corpora, SERVER_FILE, UPLOAD], horizontal=True, key=f"{kind}-bank",
+                      format_func=lambda option: corpora.get(option, option))
+    if choice in corpora:
+        return choice
+    if choice == SERVER_FILE:
+        path = server_path(f"{kind.capitalize()} file (one per line, .txt or .txt.gz)", f"{kind}-path")
+        return str(path) if path else None
+    upload = st.file_uploader(f"{kind.capitalize()} file (one per line)", type=["txt", "gz"], key=f"{kind}-upload")
+    return str(saved_upload(upload)) if upload else None
+
+
+encode_tab, bundle_tab = st.tabs(["Encode images", "Load a features bundle"])
+
+with encode_tab:
+    st.markdown("**Images**")
+    kind = st.radio("Source", [SHARED, FOLDER, ZIP, BENCHMARK], horizontal=True, key="source-kind")
+    spec: str | None = None
+    if kind == SHARED:
+        choices = dataset_choices()
+        if choices:
+            spec = st.selectbox("Image set", list(choices), key="shared-set")
+        else:
+            st.warning(f"No image sets found under {default_data_dir() / 'images'}; set CAE_DATA_DIR to the data "
+                       "folder, or use another source.")
+    elif kind == FOLDER:
+        folder = server_path("Folder of images (one subfolder per class, or a flat folder)", "folder-path")
+        spec = str(folder) if folder else None
+    elif kind == ZIP:
+        upload = st.file_uploader("Zip archive of images", type="zip", key="zip-upload")
+        spec = str(saved_upload(upload)) if upload else None
+    else:
+        name = st.selectbox("Benchmark", list(BENCHMARKS), key="benchmark",
+                            format_func=lambda key: f"{key}: {BENCHMARKS[key].description}")
+        st.caption("Downloaded by torchvision on first use (needs internet), then kept.")
+        spec = name if st.toggle("Open it", key="benchmark-open") else None
+    limit = int(st.number_input("At most this many images (0: all; a subset stays balanced over classes)", 0,
+                                10**7, 0, step=100, key="limit"))
+
+    source = None
+    if spec is not None:
+        with user_errors(), st.spinner("Listing the images…"):
+            # listing is cheap but a zip or benchmark is unpacked once: keep the last listing per choice
+            preview = st.session_state.get(PREVIEW_KEY)
+            if preview is None or preview[0] != (spec, limit):
+                st.session_state[PREVIEW_KEY] = ((spec, limit), open_image_source(spec, limit=limit or None))
+            source = st.session_state[PREVIEW_KEY][1]
+    if source is not None:
+        classes = views.class_counts([record.label for record in source.records], source.class_names)
+        st.markdown(f"**{len(source.records):,} images** in {escape_markdown(source.name)}, "
+                    f"{len(classes) if source.class_names else 'no'} classes, {len(source.skipped)} files skipped.")
+        counts_column, grid_column = st.columns([1, 3])
+        if source.class_names:
+            counts_column.dataframe(classes, hide_index=True, height=300)
+        sample = views.spread_sample([record.label for record in source.records], 16)
+        with grid_column:
+            image_grid([source.records[i].path for i in sample],
+                       [source.records[i].image_id for i in sample], columns=8, size=96)
+        if source.skipped:
+            with st.expander(f"{len(source.skipped)} files skipped"):
+                st.dataframe(views.skipped_table(source.skipped), hide_index=True)
+
+        st.markdown("**Model**")
+        weights = st.radio("Weights", [TAG, CHECKPOINT, RANDOM], horizontal=True, key="weights")
+        models = open_clip_models()
+        default_model = "ViT-S-32" if weights == RANDOM else "ViT-B-32"
+        model_column, weights_column, device_column = st.columns(3)
+        model = model_column.selectbox("Architecture (open_clip)", models, index=models.index(default_model),
+                                       key=f"model-{weights}")
+        pretrained: str | None = None
+        with weights_column:
+            if weights == TAG:
+                pretrained = st.selectbox("Tag", pretrained_tags(model), key="tag")
+            elif weights == CHECKPOINT:
+                checkpoint = server_path("Checkpoint file (.pt, .bin, .safetensors)", "checkpoint-path")
+                pretrained = str(checkpoint) if checkpoint else None
+            else:
+                st.warning("Untrained model: the semantics are meaningless; only the mechanics are worth "
+                           "exploring. ViT-S-32 is the fastest architecture.", icon="⚠️")
+        device = device_column.selectbox("Device", ["auto", "cpu", "cuda"], key="device")
+
+        st.markdown("**Text banks**")
+        nouns = text_bank("nouns", {"wordnet": "WordNet nouns (146,347 lemma-sense pairs)"})
+        captions = text_bank("captions", {"flickr30k": "Flickr30k captions (155,070)",
+                                          "flickr8k": "Flickr8k captions (40,460)"})
+        templates = int(st.slider("Prompt templates averaged per noun (TAC uses all 7; 1 is 7× faster)", 1,
+                                  len(TAC_TEMPLATES), len(TAC_TEMPLATES), key="templates"))
+        ready = nouns is not None and captions is not None and (weights == RANDOM or pretrained is not None)
+        if st.button("Encode", type="primary", disabled=not ready, key="encode"):
+            with st.status(f"Encoding {len(source.records):,} images and the text banks with {model}",
+                           expanded=True) as status:
+                bars: dict[str, object] = {}
+
+                def progress(stage: str, fraction: float, message: str) -> None:
+                    if stage not in bars:
+                        bars[stage] = st.progress(0.0)
+                    bars[stage].progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
+
+                try:
+                    bundle, report = encode_dataset(spec, model, pretrained, nouns, captions, device,
+                                                    limit=limit or None, templates=templates, progress=progress)
+                except Exception as error:  # noqa: BLE001 - shown as a message, the page stays usable
+                    status.update(label="Encoding failed", state="error", expanded=True)
+                    show_error(error)
+                else:
+                    ws.load(bundle, source.name, Path(bundle.metadata["image_root"]),
+                            random_weights=weights == RANDOM, skipped=report.skipped)
+                    status.update(label="Encoded: " + report.summary().splitlines()[0], state="complete",
+                                  expanded=False)
+                    st.rerun()  # the banner at the top of every page must reflect the new data
+
+with bundle_tab:
+    how = st.radio("Bundle", [UPLOAD, SERVER_FILE], horizontal=True, key="bundle-how")
+    if how == UPLOAD:
+        upload = st.file_uploader("Features bundle (.npz)", type="npz", key="bundle-upload")
+        bundle_path = saved_upload(upload) if upload else None
+    else:
+        bundle_path = server_path("Features bundle (.npz) on the server", "bundle-path")
+    image_folder = server_path("Image folder the bundle's image_ids are relative to (optional, for pictures)",
+                               "bundle-images")
+    untrained = st.checkbox("These embeddings come from random weights", key="bundle-random",
+                            help="Ticked automatically when the bundle's metadata says so.")
+    if st.button("Load the bundle", type="primary", disabled=bundle_path is None, key="load-bundle"):
+        with user_errors():
+            bundle = load_bundle(bundle_path)
+            # an encoded bundle names its image folder and weights; use them when they are readable here
+            recorded = bundle.metadata.get("image_root")
+            if image_folder is None and recorded:
+                with user_errors():
+                    image_folder = resolve_allowed_path(recorded, allowed_roots())
+            random_weights = untrained or ("model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
+            name = bundle.metadata.get("image_source") or (upload.name if how == UPLOAD else bundle_path.name)
+            ws.load(bundle, str(name), image_folder, random_weights)
+            st.rerun()  # the banner at the top of every page must reflect the new data
+
+if ws.bundle is not None:
+    st.divider()
+    bundle = ws.bundle
+    st.subheader(f"Loaded: {escape_markdown(ws.dataset_name or 'features bundle')}")
+    st.markdown(f"{bundle.n_images:,} images · {len(bundle.nouns):,} nouns · {len(bundle.captions):,} captions · "
+                f"dimension {bundle.image_embeddings.shape[1]} · "
+                f"model {escape_markdown(bundle.metadata.get('model', 'unknown'))}"
+                + (" with random weights" if ws.random_weights else ""))
+    counts_column, grid_column = st.columns([1, 3])
+    if bundle.labels is not None:
+        counts_column.dataframe(views.class_counts(bundle.labels, bundle.class_names), hide_index=True, height=300)
+    sample = views.spread_sample(bundle.labels if bundle.labels is not None else [-1] * bundle.n_images, 16)
+    with grid_column:
+        image_grid([ws.image_path(int(i)) for i in sample], [str(bundle.image_ids[i]) for i in sample], columns=8,
+                   size=96)
+    if ws.skipped:
+        with st.expander(f"{len(ws.skipped)} files skipped"):
+            st.dataframe(views.skipped_table(ws.skipped), hide_index=True)
+    st.markdown("**Next: cluster** (CAE and its baselines, run once and kept for every page)")
+    run_controls(ws, "dataset")
+    if ws.results:
+        st.page_link("pages/2_Semantic_space.py", label="Continue with the semantic space", icon="➡️")

@@ -1,0 +1,77 @@
+"""Step 2: the semantic space — k-means centres on the images and the texts each centre selects."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import plotly.express as px
+import streamlit as st
+
+from explorer import views
+from explorer.widgets import image_grid_for, page_header, require_bundle, run_all, user_errors
+
+ws = page_header("Semantic space", "k-means on the image embeddings gives n centres (CAE: n = N/300); every "
+                                   "noun and caption goes to the centre it is most confident about, and each "
+                                   "centre keeps its top K. The union of the kept texts is the semantic space.")
+bundle = require_bundle(ws)
+run_centres, run_per_centre = views.space_settings(ws)
+
+left, right, note = st.columns([1, 1, 2], vertical_alignment="bottom")
+n_centres = int(left.number_input("Centres n", 1, bundle.n_images, run_centres,
+                                  help=f"CAE's default is max(K, N/300) = {run_centres} for these images."))
+per_centre = int(right.number_input("Texts per centre (top K)", 1, 1000, run_per_centre,
+                                    help="TAC's public code keeps 5; CAE says top-K without a value."))
+if (n_centres, per_centre) != (run_centres, run_per_centre) or "cae" not in ws.results:
+    applied = note.button("Use these settings for the clustering run", type="primary",
+                          help="Re-runs CAE and the baselines with this semantic space.")
+    if applied:
+        # a new config object: the current results keep the one they were made with
+        ws.config = dataclasses.replace(ws.config, n_centres=n_centres, texts_per_centre=per_centre)
+        run_all(ws)
+else:
+    note.caption("These are the settings of the current clustering run.")
+
+with user_errors():
+    started = time.perf_counter()
+    with st.spinner(f"Building the semantic space: k-means into {n_centres} centres, then selecting texts…"):
+        space = views.semantic_space(ws, n_centres, per_centre)
+        distribution = views.text_distribution(ws, n_centres, per_centre)
+    elapsed = time.perf_counter() - started
+
+    sizes = views.union_sizes(space)
+    columns = st.columns(len(sizes) + 1)
+    columns[0].metric("Centres", space.n_centres)
+    for column, (name, value) in zip(columns[1:], sizes.items()):
+        column.metric(name.capitalize(), f"{value:,}")
+    st.caption(f"Union of the selected texts: {sum(sizes.get(source, 0) for source in views.SOURCES):,} "
+               f"(from banks of {len(bundle.nouns):,} nouns and {len(bundle.captions):,} captions). "
+               f"Shown in {elapsed:.2f} s (built once per setting, then kept for this session).")
+
+    st.subheader("How texts distribute over the centres")
+    figure = px.bar(distribution, x="centre", y="texts", color="stage", barmode="group", facet_row="bank",
+                    log_y=True, height=420,
+                    labels={"texts": "texts (log)", "stage": ""})
+    figure.update_yaxes(matches=None)
+    st.plotly_chart(figure, key="distribution")
+    st.caption("‘prefer the centre’: texts of the whole bank whose most confident centre this is; ‘selected’: "
+               "those the top-K filter kept. A centre that attracts few texts keeps fewer than K.")
+
+    st.subheader("Centres")
+    table = views.centre_table(space)
+    st.dataframe(table, hide_index=True, key="centres")
+
+    st.subheader("One centre")
+    centre = st.selectbox("Centre", range(space.n_centres),
+                          format_func=lambda c: f"centre {c} · {table.at[c, 'images']} images")
+    nouns_column, captions_column = st.columns(2)
+    for column, source in ((nouns_column, "nouns"), (captions_column, "captions")):
+        if getattr(space, source) is not None:
+            column.markdown(f"**{source.capitalize()} selected by centre {centre}**")
+            column.dataframe(views.centre_selection(space, source, centre), hide_index=True,
+                             column_config={"score": st.column_config.ProgressColumn(
+                                 "score", format="%.3f", min_value=0.0, max_value=1.0)})
+    st.markdown(f"**Images closest to centre {centre}**")
+    if ws.image_root is None:
+        st.caption("No image folder is known for these embeddings, so only indices can be shown.")
+    image_grid_for(ws, views.centre_examples(bundle, space, centre))

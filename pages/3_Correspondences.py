@@ -1,0 +1,100 @@
+"""Step 3: why an image landed where it did — its OT-matched texts, softmax retrieval beside them, and
+the weights its fusion gave the image, noun and caption views."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.express as px
+import streamlit as st
+
+from cae_core.interpret import images_matching_noun
+from explorer import views
+from explorer.widgets import escape_markdown, image_caption, page_header, require_run, thumbnail, user_errors
+
+POSITION_KEY = "correspondences-position"
+
+ws = page_header("Correspondences", "Every image is aligned with the selected texts by entropic optimal "
+                                    "transport; its correspondence x_u (nouns) or x_v (captions) is the "
+                                    "similarity-weighted mix of the texts it sends mass to.")
+result = require_run(ws)
+bundle = ws.bundle
+
+# --- which images to browse -------------------------------------------------------------------------------
+mode = st.radio("Browse", ["all images", "by cluster", "by class", "by noun"], horizontal=True,
+                key="correspondences-mode")
+if mode == "by cluster":
+    cluster = st.selectbox("Cluster", range(result.n_clusters), format_func=lambda c: views.cluster_label(result, c))
+    candidates = np.flatnonzero(result.assignments == cluster)
+elif mode == "by class" and bundle.has_labels:
+    classes = np.unique(bundle.labels[bundle.labels >= 0])
+    label = st.selectbox("Class", classes, format_func=lambda c: bundle.label_name(int(c)))
+    candidates = np.flatnonzero(bundle.labels == label)
+elif mode == "by noun":
+    nouns = sorted(set(result.semantic_space.nouns.texts.tolist()))
+    noun = st.selectbox("Noun (type to search the selected nouns)", nouns)
+    candidates = images_matching_noun(result, noun)
+    st.caption(f"Images with “{escape_markdown(noun)}” among their 3 heaviest OT-matched nouns, "
+               "heaviest match first.")
+else:
+    if mode == "by class":
+        st.caption("These images have no ground-truth classes; showing all images.")
+    candidates = np.arange(bundle.n_images)
+
+if not len(candidates):
+    st.info("No image matches this choice.")
+    st.stop()
+
+
+def step(delta: int) -> None:
+    """Previous / next: move the position widget's value (callbacks run before the page, so this is allowed)."""
+    st.session_state[POSITION_KEY] = int(np.clip(st.session_state.get(POSITION_KEY, 1) + delta, 1, len(candidates)))
+
+
+# keep the position inside the current list when the list changes
+st.session_state[POSITION_KEY] = int(np.clip(st.session_state.get(POSITION_KEY, 1), 1, len(candidates)))
+back, position_column, forward, where = st.columns([1, 2, 1, 4], vertical_alignment="bottom")
+back.button("◀ previous", on_click=step, args=(-1,), width="stretch")
+position = position_column.number_input(f"Image (1–{len(candidates)})", 1, len(candidates), key=POSITION_KEY)
+forward.button("next ▶", on_click=step, args=(1,), width="stretch")
+image = int(candidates[position - 1])
+where.caption(f"Image index {image} of {bundle.n_images:,}; file: {escape_markdown(bundle.image_ids[image])}")
+
+# --- the image, its cluster and its fusion weights --------------------------------------------------------
+with user_errors():
+    picture, details = st.columns([1, 3])
+    data = thumbnail(ws.image_path(image), 256)
+    if data is None:
+        picture.caption("no picture for this image")
+    else:
+        picture.image(data, width="stretch")
+    picture.text(image_caption(ws, image))
+    picture.text(views.cluster_label(result, int(result.assignments[image])))
+    if result.fusion is not None:
+        weights = views.fusion_weights(result, image)
+        figure = px.bar(weights, x="weight", y="modality", orientation="h", range_x=[0, 1], height=190,
+                        text=weights["weight"].map("{:.2f}".format), color="modality")
+        figure.update_layout(showlegend=False, margin=dict(l=0, r=0, t=30, b=0),
+                             title="Fusion weights (image / noun / caption)")
+        picture.plotly_chart(figure, key="fusion-weights")
+
+    with details:
+        for source in views.SOURCES:
+            alignment = result.noun_alignment if source == "nouns" else result.caption_alignment
+            selection = getattr(result.semantic_space, source)
+            if alignment is None:
+                continue
+            contrast = views.softmax_contrast(ws, result, source)
+            st.markdown(f"**{source.capitalize()}**")
+            ot_column, softmax_column = st.columns(2)
+            column_config = {"mass": st.column_config.ProgressColumn("mass", format="%.3f", min_value=0.0,
+                                                                      max_value=1.0),
+                             "cosine": st.column_config.NumberColumn("cosine", format="%.3f")}
+            ot_column.caption("Optimal transport (CAE): share of the image's mass")
+            ot_column.dataframe(views.matches(alignment, selection, image), hide_index=True,
+                                column_config=column_config, key=f"ot-{source}")
+            softmax_column.caption(f"Softmax retrieval (τ = {result.config.retrieval_tau}) for contrast")
+            softmax_column.dataframe(views.matches(contrast, selection, image), hide_index=True,
+                                     column_config=column_config, key=f"softmax-{source}")
+        st.caption("Softmax lets every image pick its favourite texts independently, so a few texts take most "
+                   "images; OT's column marginals make every selected text receive an equal share of all "
+                   "images' mass, spreading the matches.")

@@ -1,0 +1,167 @@
+"""Polysemy: a word's WordNet senses, the images the noun-only pipeline matches to it, and what captions add.
+
+The page's word travels in the URL (``?word=crane``) so a demo can be linked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from cae_core import interpret
+from cae_core.corpora import flickr8k_captions, flickr30k_captions, noun_senses
+from explorer.widgets import escape_markdown, image_grid_for, page_header, run_controls, user_errors
+
+PRESETS = ("crane", "tank", "spaniel")
+WORD_KEY = "polysemy-word"
+CORPORA = {"flickr8k": flickr8k_captions, "flickr30k": flickr30k_captions}
+GROUP_IMAGES = 16
+GROUPS_SHOWN = 8
+MENTIONS_SHOWN = 200
+
+
+@st.cache_data(show_spinner="Reading WordNet…")
+def senses_table(word: str) -> pd.DataFrame:
+    """WordNet 3.0's noun senses of ``word`` (cached: the first WordNet read takes seconds)."""
+    return pd.DataFrame([{"synset": sense["synset"], "lemmas": ", ".join(sense["lemmas"]), "gloss": sense["gloss"]}
+                         for sense in noun_senses(word)], columns=["synset", "lemmas", "gloss"])
+
+
+@st.cache_data(show_spinner="Searching the captions…")
+def corpus_mentions(corpus: str, word: str) -> tuple[int, list[str]]:
+    """How many captions of ``corpus`` mention ``word``, and the first of them."""
+    captions = CORPORA[corpus]().captions
+    index = interpret.captions_mentioning(captions, word)
+    return len(index), captions[index[:MENTIONS_SHOWN]].tolist()
+
+
+def choose(word: str) -> None:
+    st.session_state[WORD_KEY] = word
+
+
+ws = page_header("Polysemy", "One noun, several meanings: WordNet's senses of a word, the images CAE's noun "
+                             "alignment matches to it, and how captions tell the senses apart (CAE's Figure 2).")
+
+# the URL names the word on arrival; afterwards the box does, and the URL follows it
+if WORD_KEY not in st.session_state:
+    st.session_state[WORD_KEY] = st.query_params.get("word", PRESETS[0])
+box, *buttons = st.columns([3] + [1] * len(PRESETS), vertical_alignment="bottom")
+for column, preset in zip(buttons, PRESETS):
+    column.button(preset, on_click=choose, args=(preset,), key=f"preset-{preset}", width="stretch")
+word = box.text_input("Word (a WordNet noun)", key=WORD_KEY).strip()
+if st.query_params.get("word") != word:
+    st.query_params["word"] = word
+if not word:
+    st.info("Type a noun, or pick one of the examples.")
+    st.stop()
+
+# --- WordNet ------------------------------------------------------------------------------------
+st.subheader(f"WordNet senses of “{word}”")
+with user_errors():
+    senses = senses_table(word)
+    if senses.empty:
+        st.info("WordNet 3.0 has no noun sense for this word.")
+    else:
+        st.dataframe(senses, hide_index=True)
+
+bundle = ws.bundle
+if bundle is None:
+    st.subheader("Captions that mention the word")
+    st.caption("No data is loaded, so there are no images to match; this is what a caption corpus says.")
+    corpus = st.selectbox("Caption corpus", list(CORPORA))
+    with user_errors():
+        count, examples = corpus_mentions(corpus, word)
+        st.write(f"{count:,} captions of {corpus} mention “{word}”.")
+        if examples:
+            st.dataframe(pd.DataFrame({"caption": examples}), hide_index=True)
+    st.stop()
+
+# --- images the noun pipeline matches to the word -----------------------------------------------
+st.subheader("Images matched to the word by the nouns alone")
+noun_run = ws.results.get("cae-no-captions") or ws.results.get("cae")
+cae = ws.results.get("cae")
+if noun_run is None or cae is None:
+    st.info("Run CAE to see which images its noun alignment matches to the word.")
+    run_controls(ws, "polysemy")
+    noun_run, cae = ws.results.get("cae-no-captions") or ws.results.get("cae"), ws.results.get("cae")
+images = np.zeros(0, dtype=np.int64)
+if noun_run is not None and cae is not None:
+    top = st.slider("An image matches when the word is among its heaviest matched nouns, top", 1,
+                    noun_run.noun_alignment.top_text.shape[1], min(interpret.TOP_NOUNS,
+                                                                   noun_run.noun_alignment.top_text.shape[1]))
+    images = interpret.images_matching_noun(noun_run, word, top)
+    if not len(images):
+        st.info(f"No image of {ws.dataset_name or 'the loaded data'} has “{word}” among its top {top} "
+                f"OT-matched nouns (the semantic space may not have selected it). The text side is below.")
+
+if len(images):
+    senses_matched = interpret.matched_senses(noun_run, bundle, word, images, top)
+    classes = [bundle.label_name(int(label)) for label in bundle.labels[images]] if bundle.has_labels \
+        else senses_matched
+    group_names, groups = np.unique(classes, return_inverse=True)
+    st.write(f"{len(images):,} images, by {'true class' if bundle.has_labels else 'matched sense'}:")
+    st.dataframe(pd.crosstab(pd.Series(classes, name="class" if bundle.has_labels else "sense"),
+                             pd.Series(senses_matched, name="noun row's synset")))
+    if not interpret.senses_distinguishable(bundle, word):
+        st.caption("The bundle encodes the word's senses with one and the same vector (the lemma alone, as TAC "
+                   "does), so the synset the noun pipeline picked is arbitrary: nouns cannot tell the senses apart.")
+
+    named = interpret.group_texts(cae, images, groups)
+    for g, name in enumerate(group_names[:GROUPS_SHOWN]):
+        members = images[groups == g]
+        st.markdown(f"**{escape_markdown(name)}** · {len(members)} images · nouns: "
+                    f"{escape_markdown(', '.join(named[g]['nouns']))}")
+        image_grid_for(ws, members[:GROUP_IMAGES])
+        if named[g]["captions"]:
+            st.dataframe(pd.DataFrame({"captions OT matched to these images": named[g]["captions"]}),
+                         hide_index=True)
+
+    if len(group_names) > 1:
+        st.subheader("How each representation separates them")
+        st.caption("Mean cosine of two matched images of the same group and of different groups; the fused "
+                   "features separate the senses when the between-group similarity drops.")
+        separation = interpret.separation(cae, bundle, images, groups)
+        st.plotly_chart(px.bar(separation.melt("representation", ["within", "between"], "pairs", "cosine"),
+                               x="representation", y="cosine", color="pairs", barmode="group"))
+        st.dataframe(separation, hide_index=True)
+        shared = pd.DataFrame([{"method": name, "pairs of different groups sharing a cluster":
+                                interpret.shared_cluster_rate(run.assignments, images, groups)}
+                               for name, run in ws.results.items()])
+        st.dataframe(shared, hide_index=True,
+                     column_config={shared.columns[1]: st.column_config.NumberColumn(format="percent")})
+
+# --- Figure 2: any two images -------------------------------------------------------------------
+if cae is not None:
+    st.subheader("Two images compared (CAE's Figure 2)")
+    if len(images) and len(np.unique(groups)) > 1:
+        first, second = images[groups == 0][0], images[groups == 1][0]
+    else:
+        first, second = 0, min(1, bundle.n_images - 1)
+    left, right = st.columns(2)
+    i = left.number_input("First image", 0, bundle.n_images - 1, int(first), key="pair-first")
+    j = right.number_input("Second image", 0, bundle.n_images - 1, int(second), key="pair-second")
+    with left:
+        image_grid_for(ws, [i], columns=2)
+    with right:
+        image_grid_for(ws, [j], columns=2)
+    similarity = pd.DataFrame([{"representation": name, "cosine": value}
+                               for name, value in interpret.pair_similarities(cae, bundle, i, j).items()])
+    st.plotly_chart(px.bar(similarity, x="representation", y="cosine", range_y=(-1, 1)))
+    st.dataframe(similarity, hide_index=True)
+
+# --- the text side ------------------------------------------------------------------------------
+st.subheader("Captions that mention the word")
+mentions = interpret.captions_mentioning(bundle.captions, word)
+st.write(f"{len(mentions):,} of the bundle's {len(bundle.captions):,} captions mention “{word}”.")
+if len(mentions):
+    closeness = interpret.sense_caption_similarity(bundle, word, mentions[:MENTIONS_SHOWN])
+    if closeness.empty:
+        st.caption("The bundle's noun bank has no row for this word, so its senses cannot be compared with "
+                   "the captions.")
+        closeness = pd.DataFrame({"caption": bundle.captions[mentions[:MENTIONS_SHOWN]]})
+    else:
+        st.caption("Cosine of each caption with each sense's noun embedding; the closest sense is blank when "
+                   "the senses share one embedding.")
+    st.dataframe(closeness, hide_index=True)

@@ -1,0 +1,205 @@
+"""The Streamlit app through AppTest: every page renders with nothing loaded, and with a prepared run it
+draws what each step promises. Time: ~1-2 min on 2 cores, most of it UMAP (numba compiles it once per
+machine, ~20 s, then its cache under site-packages is reused) and one random-weight CLIP encode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae_core.config import data_dir
+from cae_core.pipeline import run_methods
+from cae_core.synthetic import planted_bundle
+from explorer.state import WORKSPACE_KEY, Workspace
+from explorer.widgets import escape_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+PAGES = [None] + sorted(f"pages/{path.name}" for path in (REPO / "pages").glob("[0-9]_*.py"))
+CIFAR = data_dir() / "images" / "cifar10-test"
+TIMEOUT = 300
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Caches (projections, uploads, embeddings) go to a temporary folder shared by this test session."""
+    monkeypatch.setenv("CAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def open_page(page: str | None, workspace: Workspace | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if workspace is not None:
+        at.session_state[WORKSPACE_KEY] = workspace
+    if page is not None:
+        at.switch_page(page)
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [element.message for element in at.exception]
+    assert not at.error, [element.value for element in at.error]
+
+
+def plotly_specs(at: AppTest) -> list[str]:
+    return [element.proto.spec for element in at.get("plotly_chart")]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_opens_with_nothing_loaded(page):
+    at = open_page(page)
+    assert_clean(at)
+    if page is not None and "Dataset" not in page:
+        # guidance: point to a checkpoint, load a bundle, or choose random weights
+        assert any("random weights" in info.value for info in at.info)
+
+
+@pytest.fixture(scope="module")
+def workspace() -> Workspace:
+    """300 real CIFAR-10 test images with synthetic embeddings planted by class, and a full run."""
+    if not CIFAR.is_dir():
+        pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR} (set CAE_DATA_DIR)")
+    classes = sorted(path.name for path in CIFAR.iterdir() if path.is_dir())
+    bundle = planted_bundle(n_images=300, n_classes=len(classes), dim=64, n_nouns=200, n_captions=300)
+    bundle.class_names = np.array(classes)
+    # planted image i belongs to class i % 10: give it the (i // 10)-th picture of that class
+    bundle.image_ids = np.array([f"{classes[label]}/{i // len(classes):04d}.jpg" for i, label in enumerate(bundle.labels)])
+    ws = Workspace()
+    ws.load(bundle, "cifar10-test (planted embeddings)", CIFAR, random_weights=True)
+    ws.set_results(run_methods(bundle, n_clusters=ws.n_clusters, seed=ws.seed))
+    return ws
+
+
+def test_home_says_what_is_loaded(workspace):
+    at = open_page(None, workspace)
+    assert_clean(at)
+    assert any("semantics are meaningless" in warning.value for warning in at.warning)
+    facts = at.dataframe[0].value
+    assert "300" in facts["value"].tolist()
+    methods = at.dataframe[1].value
+    assert "cae" in methods["method"].tolist() and methods["acc"].notna().all()
+
+
+def test_semantic_space_page(workspace):
+    at = open_page("pages/2_Semantic_space.py", workspace)
+    assert_clean(at)
+    centres = at.dataframe(key="centres").value
+    n_centres = workspace.results["cae"].semantic_space.n_centres
+    assert len(centres) == n_centres and centres["images"].sum() == 300
+    assert centres["top nouns"].str.contains("noun").all()
+    assert at.metric[0].value == str(n_centres)
+    selected = [frame.value for frame in at.dataframe if "score" in frame.value.columns]
+    assert len(selected) == 2 and selected[0]["text"].str.startswith("noun").all()
+    assert selected[1]["text"].str.startswith("caption").all()
+    assert plotly_specs(at)  # how the texts distribute over the centres
+    assert len(at.get("imgs")) == 8  # the images closest to the chosen centre
+
+    # editing the settings rebuilds the space and the page follows
+    at.number_input[0].set_value(n_centres + 3).run()
+    assert_clean(at)
+    assert len(at.dataframe(key="centres").value) == n_centres + 3
+    assert any("Use these settings" in button.label for button in at.button)
+
+
+def test_correspondences_page(workspace):
+    at = open_page("pages/3_Correspondences.py", workspace)
+    assert_clean(at)
+    for key in ("ot-nouns", "softmax-nouns", "ot-captions", "softmax-captions"):
+        table = at.dataframe(key=key).value
+        assert list(table.columns) == ["text", "mass", "cosine"] and len(table) == 5
+        assert table["mass"].between(0, 1).all()
+    assert any('"weight"' in spec or "Fusion weights" in spec for spec in plotly_specs(at))
+    assert len(at.get("imgs")) == 1
+
+    at.button[1].click().run()  # next ▶
+    assert_clean(at)
+    assert at.number_input[0].value == 2
+    assert any("Image index 1 of 300" in caption.value for caption in at.caption)
+
+    noun = str(workspace.results["cae"].semantic_space.nouns.texts[0])
+    at.radio(key="correspondences-mode").set_value("by noun").run()
+    at.selectbox[0].set_value(noun).run()
+    assert_clean(at)
+    assert noun in at.dataframe(key="ot-nouns").value["text"].tolist()[:3]
+
+
+def test_embedding_map_page(workspace):
+    at = open_page("pages/4_Embedding_map.py", workspace)
+    assert_clean(at)
+    specs = plotly_specs(at)
+    assert len(specs) == 4 and all('"scatter' in spec for spec in specs)
+    assert "Fused features" in specs[3]
+
+    at.checkbox[0].check().run()  # texts drawn in the same map
+    assert_clean(at)
+    assert any("selected nouns" in spec for spec in plotly_specs(at))
+    assert any("Nothing selected" in caption.value for caption in at.caption)
+
+
+def test_dataset_page_refuses_paths_outside_the_allowed_roots():
+    at = open_page("pages/1_Dataset.py")
+    at.radio(key="source-kind").set_value("folder on the server").run()
+    at.text_input(key="folder-path").input("/etc").run()
+    assert not at.exception
+    assert any("refused" in error.value for error in at.error)
+
+
+def test_dataset_page_loads_a_bundle_from_the_server(workspace, tmp_path, monkeypatch):
+    from cae_core.bundle import save_bundle
+
+    monkeypatch.setenv("CAE_ALLOWED_ROOTS", str(tmp_path))
+    path = save_bundle(workspace.bundle, tmp_path / "features.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a bundle")
+    at = open_page("pages/1_Dataset.py")
+    at.radio(key="bundle-how").set_value("file on the server").run()
+    at.text_input(key="bundle-path").input(str(tmp_path / "broken.npz")).run()
+    at.button(key="load-bundle").click().run()
+    assert not at.exception and any("not a readable" in error.value for error in at.error)
+
+    at.text_input(key="bundle-path").input(str(path)).run()
+    at.text_input(key="bundle-images").input(str(CIFAR)).run()
+    at.button(key="load-bundle").click().run()
+    assert_clean(at)
+    loaded = at.session_state[WORKSPACE_KEY]
+    assert loaded.bundle.n_images == 300 and loaded.image_root == CIFAR.resolve()
+
+
+def test_dataset_page_encodes_with_a_random_weight_model(tmp_path, monkeypatch):
+    pytest.importorskip("open_clip")
+    if not CIFAR.is_dir():
+        pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR}")
+    monkeypatch.setenv("CAE_ALLOWED_ROOTS", str(tmp_path))
+    (tmp_path / "nouns.txt").write_text("\n".join(["cat", "dog", "truck", "ship", "frog", "horse", "bird", "deer",
+                                                    "airplane", "automobile", "tree", "road"]))
+    (tmp_path / "captions.txt").write_text("\n".join([f"a photo of a {word} number {i}" for i in range(4)
+                                                      for word in ("cat", "dog", "ship", "car", "bird")]))
+    at = open_page("pages/1_Dataset.py")
+    at.selectbox(key="shared-set").set_value("cifar10-test").run()
+    at.number_input(key="limit").set_value(24).run()
+    assert_clean(at)
+    assert any("24 images" in markdown.value for markdown in at.markdown)
+    at.radio(key="weights").set_value("random weights").run()
+    for kind in ("nouns", "captions"):
+        at.radio(key=f"{kind}-bank").set_value("file on the server").run()
+        at.text_input(key=f"{kind}-path").input(str(tmp_path / f"{kind}.txt")).run()
+    at.slider(key="templates").set_value(1).run()
+    at.button(key="encode").click().run()
+    assert_clean(at)
+    ws = at.session_state[WORKSPACE_KEY]
+    assert ws.bundle.n_images == 24 and len(ws.bundle.nouns) == 12 and ws.random_weights
+    assert any("semantics are meaningless" in warning.value for warning in at.warning)
+
+    at.button(key="dataset-run").click().run()
+    assert_clean(at)
+    assert "cae" in at.session_state[WORKSPACE_KEY].results
+
+
+def test_escape_markdown_shows_data_literally():
+    hostile = "![x](http://example.com/a.png) <script>alert(1)</script> **bold** :red[x] $x$"
+    escaped = escape_markdown(hostile)
+    for token in ("![", "](", "<script>", "**", ":red[", "$x$"):
+        assert token not in escaped
+    assert escaped.replace("\\", "") == hostile

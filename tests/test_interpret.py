@@ -1,0 +1,140 @@
+"""Engine tests of cae_core.interpret: polysemy, pair similarities, cluster names, run comparisons."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from cae_core import interpret
+from cae_core.alignment import Alignment
+from cae_core.fusion import Fusion
+from cae_core.pipeline import CaeConfig, ClusteringResult, run_method, run_methods
+from cae_core.synthetic import planted_bundle
+from polysemy_data import CLASSES, SYNSETS, crane_bundle
+
+
+@pytest.fixture(scope="module")
+def crane_runs():
+    bundle = crane_bundle()
+    return bundle, run_methods(bundle, ["cae", "cae-no-captions", "clip-kmeans"], n_clusters=4)
+
+
+def _alignment(correspondence: np.ndarray) -> Alignment:
+    n = len(correspondence)
+    return Alignment("ot", correspondence, np.zeros((n, 1), dtype=np.int64), np.ones((n, 1)), np.ones((n, 1)),
+                     np.ones(1))
+
+
+def test_pair_similarities_by_hand():
+    """Two images whose every representation is written out: the cosines are known exactly."""
+    bundle = crane_bundle(per_class=1)
+    image = bundle.image_embeddings
+    noun = np.zeros_like(image)
+    noun[:, 0] = 1  # both images get the same (ambiguous) noun: cosine 1
+    caption = np.zeros_like(image)
+    caption[0, 1], caption[1, 2] = 1, 1  # orthogonal captions: cosine 0
+    fused = np.zeros((len(image), 2))
+    fused[0], fused[1] = [3, 4], [4, 3]  # not unit: cosine 24/25
+    result = ClusteringResult("cae", 2, 0, CaeConfig(), np.zeros(len(image), dtype=np.int64), fused, None, {},
+                              None, _alignment(noun), _alignment(caption), Fusion(("image",), np.ones((4, 1)), fused),
+                              [])
+    similarity = interpret.pair_similarities(result, bundle, 0, 1)
+    assert similarity["image"] == pytest.approx(float(image[0] @ image[1]), abs=1e-6)
+    assert similarity["noun"] == pytest.approx(1.0)
+    assert similarity["caption"] == pytest.approx(0.0)
+    assert similarity["fused"] == pytest.approx(24 / 25)
+
+
+def test_pair_similarities_without_text():
+    bundle = crane_bundle(per_class=5)
+    result = run_method(bundle, "clip-kmeans", 4)
+    assert interpret.pair_similarities(result, bundle, 0, 6) == {
+        "image": pytest.approx(float(bundle.image_embeddings[0] @ bundle.image_embeddings[6]), abs=1e-6),
+        "noun": None, "caption": None, "fused": None}
+
+
+def test_crane_matches_machines_and_storks(crane_runs):
+    """The noun-only pipeline sends "crane" to machine cranes and storks alike (the ambiguity),
+    the captions tell them apart."""
+    bundle, runs = crane_runs
+    images = interpret.images_matching_noun(runs["cae-no-captions"], "crane")
+    classes = {CLASSES[label] for label in bundle.labels[images]}
+    assert classes == {"crane", "black stork"}
+    assert set(interpret.matched_senses(runs["cae"], bundle, "crane", images)) <= set(SYNSETS.values())
+    # captions pull machine cranes and storks further apart than their images or nouns do
+    table = interpret.separation(runs["cae"], bundle, images, bundle.labels[images]).set_index("representation")
+    assert table.loc["caption", "between"] < min(table.loc["image", "between"], table.loc["noun", "between"]) - 0.2
+    assert set(table.index) == {"image", "noun", "caption", "fused"}
+    # each class's heaviest caption speaks of its own sense
+    groups = np.unique(bundle.labels[images], return_inverse=True)[1]
+    named = interpret.group_texts(runs["cae"], images, groups)
+    assert "construction" in named[0]["captions"][0] and "marsh" in named[1]["captions"][0]
+
+
+def test_no_images_for_an_absent_word(crane_runs):
+    _, runs = crane_runs
+    assert len(interpret.images_matching_noun(runs["cae"], "tank")) == 0
+    assert len(interpret.images_matching_noun(runs["clip-kmeans"], "crane")) == 0  # no nouns aligned
+
+
+def test_captions_mentioning():
+    captions = ["A crane lifts beams.", "Cranes in a marsh", "The cranesbill flower", "a water tank", "Crane_fly"]
+    assert interpret.captions_mentioning(captions, "crane").tolist() == [0, 1]
+    assert interpret.captions_mentioning(captions, "water_tank").tolist() == [3]
+    assert interpret.captions_mentioning(captions, "  ").tolist() == []
+
+
+def test_sense_caption_similarity_ties_and_distinct_senses():
+    bundle = crane_bundle(per_class=2)
+    mentions = interpret.captions_mentioning(bundle.captions, "crane")
+    assert len(mentions) == 3
+    table = interpret.sense_caption_similarity(bundle, "crane", mentions)
+    assert list(table.columns) == ["caption", *SYNSETS.values(), "closest"]
+    # the lemma was encoded without its gloss: both senses share a vector, no caption picks one
+    assert not interpret.senses_distinguishable(bundle, "crane")
+    assert set(table["closest"]) == {""}
+    # with sense-specific embeddings, the construction caption goes to the machine
+    rows = interpret.noun_rows(bundle.nouns, "crane")
+    bundle.noun_embeddings[rows[0]] = bundle.caption_embeddings[mentions[0]]
+    assert interpret.senses_distinguishable(bundle, "crane")
+    table = interpret.sense_caption_similarity(bundle, "crane", mentions)
+    assert table["closest"].iloc[0] == SYNSETS["machine"]
+    assert interpret.sense_caption_similarity(bundle, "tank", mentions).empty
+
+
+def test_cluster_names_come_from_the_majority_class():
+    """Planted classes, texts named after their class: each cluster's top nouns and captions by
+    transport mass belong to the class most of its images come from."""
+    bundle = planted_bundle(n_images=500, n_classes=5, noise=0.4, seed=1)
+    result = run_method(bundle, "cae", 5)
+    summary = interpret.cluster_summary(result, bundle)
+    assert len(summary) == 5 and summary["size"].sum() == 500
+    for entry, majority in zip(result.cluster_texts, summary["majority class"]):
+        wanted = majority.split()[-1]  # "class 3" -> "3"; texts are named "noun 3-17"
+        assert entry["nouns"] and entry["captions"]
+        for text in entry["nouns"] + entry["captions"]:
+            assert re.fullmatch(rf"(noun|caption) {wanted}-\d+", text), (text, majority)
+    confusion = interpret.confusion_table(result, bundle)
+    assert confusion.shape == (5, 5) and confusion.to_numpy().sum() == 500
+    # clusters are ordered by their matched class: the diagonal holds the matched images
+    assert np.trace(confusion.to_numpy()) == pytest.approx(result.metrics["acc"] * 500)
+
+
+def test_matching_and_changed_images():
+    a = np.array([0, 0, 1, 1, 2, 2])
+    b = np.array([5, 5, 3, 3, 3, 4])  # b's 5 is a's 0, 3 is 1, 4 is 2; image 4 moved
+    assert interpret.match_clusters(a, b) == {5: 0, 3: 1, 4: 2}
+    assert interpret.aligned_assignments(a, b).tolist() == [0, 0, 1, 1, 1, 2]
+    runs = [ClusteringResult(name, 3, 0, CaeConfig(), assignments, np.zeros((6, 1)), None, {}, None, None,
+                             None, None, []) for name, assignments in (("x", a), ("y", b))]
+    assert interpret.changed_images(*runs).tolist() == [4]
+    assert interpret.changed_images(runs[0], runs[0]).tolist() == []
+    assert interpret.shared_cluster_rate(a, np.arange(4), np.array([0, 0, 1, 1])) == 0.0
+
+
+def test_metrics_long(crane_runs):
+    _, runs = crane_runs
+    table = interpret.metrics_long(runs)
+    assert len(table) == 3 * len(runs) and set(table["metric"]) == {"ACC", "NMI", "ARI"}

@@ -1,0 +1,102 @@
+"""AppTest of pages/6_Polysemy.py: the word from the URL, its senses, and the analysis with and without a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae_core.pipeline import run_methods
+from explorer.state import Workspace
+from polysemy_data import crane_bundle
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_Polysemy.py")
+TIMEOUT = 120  # the first WordNet read parses its index
+
+
+@pytest.fixture(scope="module")
+def crane_workspace_factory():
+    bundle = crane_bundle()
+    results = run_methods(bundle, n_clusters=4)
+
+    def make(with_results: bool = True) -> Workspace:
+        return Workspace(bundle=bundle, dataset_name="planted cranes", n_clusters=4,
+                         results=dict(results) if with_results else {})
+    return make
+
+
+def open_page(word: str | None, ws: Workspace | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    if word is not None:
+        at.query_params["word"] = word
+    if ws is not None:
+        at.session_state["workspace"] = ws
+    return at.run()
+
+
+def frames_text(at: AppTest) -> str:
+    return "\n".join(frame.value.to_string() for frame in at.dataframe)
+
+
+def page_text(at: AppTest) -> str:
+    return "\n".join(str(element.value) for kind in ("markdown", "caption", "info", "subheader")
+                     for element in getattr(at, kind))
+
+
+@pytest.mark.parametrize("word, glosses", [
+    ("crane", ("large long-necked wading bird", "lifts and moves heavy objects")),
+    ("tank", ("an enclosed armored military vehicle", "a large (usually metallic) vessel for holding gases")),
+])
+def test_senses_from_the_url_without_data(word, glosses):
+    at = open_page(word)
+    assert not at.exception
+    assert at.text_input(key="polysemy-word").value == word
+    frames = frames_text(at)
+    for gloss in glosses:
+        assert gloss in frames
+    # no data loaded: the caption corpus is searched instead
+    assert "Caption corpus" in [box.label for box in at.selectbox]
+    assert "mention" in page_text(at) + "\n".join(str(element.value) for element in at.markdown)
+
+
+def test_crane_on_a_loaded_run(crane_workspace_factory):
+    at = open_page("crane", crane_workspace_factory())
+    assert not at.exception
+    text = page_text(at)
+    assert "wading bird" in frames_text(at)
+    # both look-alike classes are matched to the noun, each with captions of its own sense
+    assert "black stork" in text and "crane" in text
+    frames = frames_text(at)
+    assert "construction site" in frames and "marsh" in frames
+    assert any("representation" in frame.value.columns and set(frame.value["representation"]) ==
+               {"image", "noun", "caption", "fused"} for frame in at.dataframe)
+    # the pair defaults to one image of each class and shows all four cosines
+    assert at.number_input(key="pair-first").value != at.number_input(key="pair-second").value
+
+
+def test_tank_has_no_images_but_keeps_the_senses(crane_workspace_factory):
+    at = open_page("tank", crane_workspace_factory())
+    assert not at.exception
+    assert "armored military vehicle" in frames_text(at)
+    assert any("No image of planted cranes" in info.value for info in at.info)
+    assert any("0 of the bundle's 7 captions" in str(element.value) for element in at.markdown)
+
+
+def test_loaded_data_without_a_run(crane_workspace_factory):
+    at = open_page("crane", crane_workspace_factory(with_results=False))
+    assert not at.exception
+    assert any("Run CAE" in info.value for info in at.info)
+    assert "wading bird" in frames_text(at)
+    assert any("3 of the bundle's 7 captions" in str(element.value) for element in at.markdown)
+
+
+def test_the_url_follows_the_word(crane_workspace_factory):
+    at = open_page(None, crane_workspace_factory())
+    assert at.query_params["word"] == "crane"  # the first preset, written into the URL
+    at.text_input(key="polysemy-word").input("spaniel").run()
+    assert not at.exception and at.query_params["word"] == "spaniel"
+    assert "gun dogs" in frames_text(at)
+    at.button(key="preset-tank").click().run()
+    assert not at.exception and at.query_params["word"] == "tank"
+    assert at.text_input(key="polysemy-word").value == "tank"
