@@ -60,10 +60,10 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
     clip = load_clip(model, pretrained, device)
     seconds["load"] = time.perf_counter() - started
 
-    def timed(stage: str, fn, *args, **kwargs):
+    def timed(name: str, fn, *args, **kwargs):
         start = time.perf_counter()
         result = fn(*args, **kwargs)
-        seconds[stage] = time.perf_counter() - start
+        seconds[name] = time.perf_counter() - start
         return result
 
     image_embeddings, kept, skipped = timed("images", encode_images, clip, source, batch_size, progress=progress)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bundle import FeaturesBundle
+from .bundle import FeaturesBundle, save_bundle
 from .pipeline import ClusteringResult
 
 
@@ -56,12 +56,21 @@ def clusters_json(result: ClusteringResult) -> str:
     return json.dumps(result.cluster_texts, indent=2, ensure_ascii=False)
 
 
+def run_files(result: ClusteringResult, bundle: FeaturesBundle) -> dict[str, str]:
+    """A run's files by name: ``assignments.csv``, ``metrics.json``, ``clusters.json``."""
+    return {"assignments.csv": assignments_csv(result, bundle), "metrics.json": metrics_json(result),
+            "clusters.json": clusters_json(result)}
+
+
 def write_run(result: ClusteringResult, bundle: FeaturesBundle, out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``assignments.csv``, ``metrics.json`` and ``clusters.json`` into ``out_dir``."""
-    out_dir = Path(out_dir)
-    return [atomic_write_text(out_dir / "assignments.csv", assignments_csv(result, bundle)),
-            atomic_write_text(out_dir / "metrics.json", metrics_json(result)),
-            atomic_write_text(out_dir / "clusters.json", clusters_json(result))]
+    """Write the run's files (``run_files``) into ``out_dir``."""
+    return [atomic_write_text(Path(out_dir) / name, text) for name, text in run_files(result, bundle).items()]
+
+
+def bundle_bytes(bundle: FeaturesBundle) -> bytes:
+    """The ``.npz`` that ``save_bundle`` writes (and ``--features`` reads), as bytes for a download."""
+    with tempfile.TemporaryDirectory() as folder:
+        return save_bundle(bundle, Path(folder) / "features.npz").read_bytes()
 
 
 def comparison_table(results: dict[str, ClusteringResult]) -> pd.DataFrame:

@@ -6,15 +6,12 @@ Arrays and tables in, arrays and tables out; the explorer's Clusters and Polysem
 from __future__ import annotations
 
 import re
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics.cluster import contingency_matrix
 
-from .bundle import FeaturesBundle, save_bundle
-from .export import assignments_csv, clusters_json, metrics_json
+from .bundle import FeaturesBundle
 from .metrics import cluster_mapping
 from .pipeline import ClusteringResult, cluster_texts
 
@@ -256,14 +253,4 @@ def metrics_long(results: dict[str, ClusteringResult]) -> pd.DataFrame:
 
 # --- exports ------------------------------------------------------------------------------------
 
-def bundle_bytes(bundle: FeaturesBundle) -> bytes:
-    """The ``.npz`` that ``save_bundle`` writes (and the CLI's ``--features`` reads), as bytes."""
-    with tempfile.TemporaryDirectory() as folder:
-        return save_bundle(bundle, Path(folder) / "features.npz").read_bytes()
-
-
-def run_files(result: ClusteringResult, bundle: FeaturesBundle) -> dict[str, str]:
-    """The CLI's ``cluster`` files for a run, by file name: same bytes as ``export.write_run``."""
-    return {"assignments.csv": assignments_csv(result, bundle), "metrics.json": metrics_json(result),
-            "clusters.json": clusters_json(result)}
 

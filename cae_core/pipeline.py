@@ -209,7 +209,7 @@ def cluster_texts(assignments: np.ndarray, n_clusters: int, space: SemanticSpace
     """Name each cluster by the texts that received the most mass from its members, best first.
 
     Mass is summed over the members' top matches (the rest of each row is negligible at the
-    engine's temperatures). Returns ``[{"cluster", "size", "nouns", "captions"}]`` by cluster id.
+    engine's temperatures) and over rows that carry the same text. Returns ``[{"cluster", "size", "nouns", "captions"}]`` by cluster id.
     """
     named = []
     for cluster in range(n_clusters):
@@ -221,8 +221,11 @@ def cluster_texts(assignments: np.ndarray, n_clusters: int, space: SemanticSpace
                 continue
             mass = np.bincount(alignment.top_text[members].ravel(), weights=alignment.top_weight[members].ravel(),
                                minlength=len(selection))
-            best = np.argsort(-mass, kind="stable")[:n_texts]
-            entry[key] = [str(selection.texts[j]) for j in best if mass[j] > 0]
+            # one name per text: the senses of "crane" are separate rows with the same lemma
+            names, row_name = np.unique(selection.texts, return_inverse=True)
+            name_mass = np.bincount(row_name, weights=mass, minlength=len(names))
+            best = np.argsort(-name_mass, kind="stable")[:n_texts]
+            entry[key] = [str(names[j]) for j in best if name_mass[j] > 0]
         named.append(entry)
     return named
 

@@ -59,7 +59,7 @@ with user_errors():
 
     st.subheader("Centres")
     table = views.centre_table(space)
-    st.dataframe(table, hide_index=True, key="centres")
+    st.dataframe(table, hide_index=True)
 
     st.subheader("One centre")
     centre = st.selectbox("Centre", range(space.n_centres),

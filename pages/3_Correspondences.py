@@ -91,10 +91,10 @@ with user_errors():
                              "cosine": st.column_config.NumberColumn("cosine", format="%.3f")}
             ot_column.caption("Optimal transport (CAE): share of the image's mass")
             ot_column.dataframe(views.matches(alignment, selection, image), hide_index=True,
-                                column_config=column_config, key=f"ot-{source}")
+                                column_config=column_config)
             softmax_column.caption(f"Softmax retrieval (τ = {result.config.retrieval_tau}) for contrast")
             softmax_column.dataframe(views.matches(contrast, selection, image), hide_index=True,
-                                     column_config=column_config, key=f"softmax-{source}")
+                                     column_config=column_config)
         st.caption("Softmax lets every image pick its favourite texts independently, so a few texts take most "
                    "images; OT's column marginals make every selected text receive an equal share of all "
                    "images' mass, spreading the matches.")

@@ -20,6 +20,7 @@ CORPORA = {"flickr8k": flickr8k_captions, "flickr30k": flickr30k_captions}
 GROUP_IMAGES = 16
 GROUPS_SHOWN = 8
 MENTIONS_SHOWN = 200
+SEPARATION_SAMPLE = 1000  # pairwise cosines are O(n²): the heaviest-matched images stand for the rest
 
 
 @st.cache_data(show_spinner="Reading WordNet…")
@@ -104,7 +105,7 @@ if len(images):
     st.write(f"{len(images):,} images, by {'true class' if bundle.has_labels else 'matched sense'}:")
     st.dataframe(pd.crosstab(pd.Series(classes, name="class" if bundle.has_labels else "sense"),
                              pd.Series(senses_matched, name="noun row's synset")))
-    if not interpret.senses_distinguishable(bundle, word):
+    if not ws.memo(("polysemy-distinct", word), lambda: interpret.senses_distinguishable(bundle, word)):
         st.caption("The bundle encodes the word's senses with one and the same vector (the lemma alone, as TAC "
                    "does), so the synset the noun pipeline picked is arbitrary: nouns cannot tell the senses apart.")
 
@@ -122,12 +123,13 @@ if len(images):
         st.subheader("How each representation separates them")
         st.caption("Mean cosine of two matched images of the same group and of different groups; the fused "
                    "features separate the senses when the between-group similarity drops.")
-        separation = interpret.separation(cae, bundle, images, groups)
+        sample, sample_groups = images[:SEPARATION_SAMPLE], groups[:SEPARATION_SAMPLE]
+        separation = interpret.separation(cae, bundle, sample, sample_groups)
         st.plotly_chart(px.bar(separation.melt("representation", ["within", "between"], "pairs", "cosine"),
                                x="representation", y="cosine", color="pairs", barmode="group"))
         st.dataframe(separation, hide_index=True)
         shared = pd.DataFrame([{"method": name, "pairs of different groups sharing a cluster":
-                                interpret.shared_cluster_rate(run.assignments, images, groups)}
+                                interpret.shared_cluster_rate(run.assignments, sample, sample_groups)}
                                for name, run in ws.results.items()])
         st.dataframe(shared, hide_index=True,
                      column_config={shared.columns[1]: st.column_config.NumberColumn(format="percent")})
@@ -153,10 +155,12 @@ if cae is not None:
 
 # --- the text side ------------------------------------------------------------------------------
 st.subheader("Captions that mention the word")
-mentions = interpret.captions_mentioning(bundle.captions, word)
+# cached per word: a full caption bank is 155,000 regex searches and each widget change reruns the page
+mentions = ws.memo(("polysemy-mentions", word), lambda: interpret.captions_mentioning(bundle.captions, word))
 st.write(f"{len(mentions):,} of the bundle's {len(bundle.captions):,} captions mention “{word}”.")
 if len(mentions):
-    closeness = interpret.sense_caption_similarity(bundle, word, mentions[:MENTIONS_SHOWN])
+    closeness = ws.memo(("polysemy-closeness", word),
+                        lambda: interpret.sense_caption_similarity(bundle, word, mentions[:MENTIONS_SHOWN]))
     if closeness.empty:
         st.caption("The bundle's noun bank has no row for this word, so its senses cannot be compared with "
                    "the captions.")

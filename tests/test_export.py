@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from cae_core.bundle import load_bundle, save_bundle
 from cae_core.cli import main as cli
 from cae_core.export import write_run
-from cae_core.interpret import run_files
+from cae_core.export import run_files
 from cae_core.pipeline import METHODS, run_methods
 from explorer.state import Workspace
 from polysemy_data import crane_bundle
