@@ -6,12 +6,15 @@ Arrays and tables in, arrays and tables out; the explorer's Clusters and Polysem
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics.cluster import contingency_matrix
 
 from .bundle import FeaturesBundle
+from .errors import CaeError
 from .metrics import cluster_mapping
 from .pipeline import ClusteringResult, cluster_texts
 
@@ -150,43 +153,95 @@ def captions_mentioning(captions: np.ndarray | list[str], word: str) -> np.ndarr
     return np.array([i for i, caption in enumerate(captions) if pattern.search(str(caption))], dtype=np.int64)
 
 
-def word_senses(bundle: FeaturesBundle, word: str) -> pd.DataFrame:
-    """The bank's rows for ``word``: ``row, synset, gloss`` (empty strings when the bundle lacks them)."""
-    rows = noun_rows(bundle.nouns, word)
-    return pd.DataFrame({
-        "row": rows,
-        "synset": [str(bundle.noun_synsets[r]) if bundle.noun_synsets is not None else "" for r in rows],
-        "gloss": [str(bundle.noun_glosses[r]) if bundle.noun_glosses is not None else "" for r in rows],
-    })
-
-
 def senses_distinguishable(bundle: FeaturesBundle, word: str, tolerance: float = 1e-4) -> bool:
     """Whether the bank's rows for ``word`` differ in embedding; a lemma encoded without its gloss
-    gives every sense the same vector, so no similarity can tell the senses apart."""
+    gives every sense the same vector, so the row the noun pipeline matches names no particular sense."""
     embeddings = bundle.noun_embeddings[noun_rows(bundle.nouns, word)]
     if len(embeddings) < 2:
         return False
     return bool(np.max(1 - _unit(embeddings) @ _unit(embeddings[0])) > tolerance)
 
 
-def sense_caption_similarity(bundle: FeaturesBundle, word: str, caption_index: np.ndarray) -> pd.DataFrame:
-    """Cosine of each chosen caption with each sense's noun embedding, and the closest sense.
+def gloss_prompts(word: str, glosses: Sequence[str]) -> list[str]:
+    """The text encoded for each sense: ``"<word>: <gloss>"``, e.g. "crane: large long-necked wading bird…".
 
-    Columns: ``caption`` then one per sense (named by synset, or bank row when synsets are unknown),
-    then ``closest`` ("" on a tie). Empty when the bank has no row for ``word``.
+    The word comes first, so it survives when the tokenizer cuts a long gloss at its context length
+    (77 tokens for CLIP; open_clip truncates and keeps the end-of-text token), and every sense shares
+    it, so the senses differ by their gloss alone. No prompt template ("itap of a {}."): the captions
+    they are compared with are encoded as plain sentences, and a gloss is one too. Underscores of
+    WordNet lemmas become spaces, as in the noun bank.
     """
-    senses = word_senses(bundle, word)
-    if senses.empty:
-        return pd.DataFrame(columns=["caption", "closest"])
-    names = [synset or f"row {row}" for synset, row in zip(senses["synset"], senses["row"])]
-    # one column per distinct name: the bank may repeat a (lemma, synset) row
-    names = [name if names.count(name) == 1 else f"{name} (row {row})" for name, row in zip(names, senses["row"])]
-    caption_index = np.asarray(caption_index, dtype=np.int64)
-    cosine = bundle.caption_embeddings[caption_index] @ bundle.noun_embeddings[senses["row"].to_numpy()].T
+    lemma = " ".join(str(word).replace("_", " ").split())
+    return [f"{lemma}: {' '.join(str(gloss).split())}" for gloss in glosses]
+
+
+def encode_glosses(clip, word: str, glosses: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """(len(glosses), d) L2-normalised embeddings of ``gloss_prompts(word, glosses)`` with ``clip``
+    (an ``encoders.ClipModel``: the one that encoded the captions they are compared with).
+
+    Not cached on disk: a word has a handful of senses, encoded in milliseconds.
+    """
+    from .encoders import encode_texts  # torch: imported only when glosses are encoded
+
+    if not len(glosses):
+        raise CaeError("no glosses to encode")
+    return encode_texts(clip, gloss_prompts(word, glosses), batch_size=batch_size, cache=False, stage="glosses")
+
+
+def text_model_of(metadata: dict) -> tuple[str, str | None]:
+    """``(model, pretrained)`` for ``encoders.load_clip``: the CLIP model that made a bundle, from the
+    metadata ``encode_dataset`` writes. ``pretrained`` is a tag, a checkpoint file, or None for
+    random weights (an initialisation that was not saved cannot be reproduced).
+
+    Raises ``CaeError`` when the metadata names no model (a bundle made elsewhere).
+    """
+    model = metadata.get("model")
+    if not model or not isinstance(model, str):
+        raise CaeError("the bundle's metadata names no CLIP model (it was not made by `cae encode`)")
+    pretrained = metadata.get("pretrained")
+    if pretrained in (None, "", "random", "none", "None"):
+        return model, None
+    pretrained = str(pretrained)
+    # the fingerprint keeps the checkpoint's absolute path; "pretrained" is the path as it was typed
+    fingerprint = str(metadata.get("checkpoint") or "")
+    if fingerprint.startswith("file:") and not Path(pretrained).expanduser().is_file():
+        recorded = fingerprint[len("file:"):].rsplit(":", 2)[0]
+        if Path(recorded).is_file():
+            return model, recorded
+    return model, pretrained
+
+
+def checkpoint_changed(metadata: dict, fingerprint: str | None) -> bool:
+    """Whether the checkpoint file loaded now differs (size or modification time) from the one that
+    made the bundle; tags and random weights never count as changed."""
+    recorded = metadata.get("checkpoint")
+    return bool(recorded and fingerprint and str(recorded).startswith("file:") and recorded != fingerprint)
+
+
+def sense_caption_similarity(gloss_embeddings: np.ndarray, caption_embeddings: np.ndarray,
+                             captions: Sequence[str], senses: Sequence[str]) -> pd.DataFrame:
+    """Cosine of each caption with each sense's gloss embedding, and the closest sense.
+
+    ``gloss_embeddings`` (S, d): one row per sense (see ``encode_glosses``), named by ``senses``
+    (e.g. synsets); ``caption_embeddings`` (C, d) and ``captions`` (C,): the captions, embedded by
+    the same text tower. Columns: ``caption``, one per sense, then ``closest`` ("" on a tie).
+    """
+    glosses = np.atleast_2d(np.asarray(gloss_embeddings, dtype=np.float64))
+    caption_embeddings = np.asarray(caption_embeddings, dtype=np.float64)
+    names = [str(name) for name in senses]
+    if len(names) != len(glosses):
+        raise CaeError(f"{len(names)} sense names for {len(glosses)} gloss embeddings")
+    if len(captions) and glosses.shape[1] != caption_embeddings.shape[1]:
+        raise CaeError(f"the glosses' embeddings have dimension {glosses.shape[1]} but the captions' have "
+                       f"{caption_embeddings.shape[1]}: they come from different models")
+    # one column per distinct name, none shadowing the table's own columns
+    names = [name if names.count(name) == 1 and name not in ("caption", "closest") else f"{name} ({k + 1})"
+             for k, name in enumerate(names)]
+    cosine = _unit(caption_embeddings) @ _unit(glosses).T if len(captions) else np.zeros((0, len(names)))
     table = pd.DataFrame(cosine, columns=names)
-    table.insert(0, "caption", bundle.captions[caption_index])
-    # a tie (senses sharing one embedding) names no sense
+    table.insert(0, "caption", [str(caption) for caption in captions])
     ranked = np.sort(cosine, axis=1)
+    # senses as close as each other (glosses that embed alike) name none
     tied = ranked[:, -1] - ranked[:, -2] < 1e-6 if len(names) > 1 else np.zeros(len(cosine), dtype=bool)
     table["closest"] = ["" if tie else names[k] for k, tie in zip(cosine.argmax(axis=1), tied)]
     return table

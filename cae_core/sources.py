@@ -33,6 +33,8 @@ from zipfile import BadZipFile, ZipFile
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .cache import cache_dir
+from . import config
 from .errors import CaeError
 
 #: Extensions listed as images. Files with other extensions are ignored silently.
@@ -47,7 +49,6 @@ DEFAULT_MAX_ARCHIVE_BYTES = 4 * 2**30
 DEFAULT_MAX_ARCHIVE_FILES = 200_000
 # Seed of the stratified --limit subset, fixed so that a limit names the same images every time.
 _LIMIT_SEED = 0
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -97,22 +98,14 @@ class ImageLoadError(CaeError):
 # --------------------------------------------------------------------------- data folder, allowed roots
 
 
-def default_data_dir() -> Path:
-    """The shared data folder: ``$CAE_DATA_DIR``, else ``<repo>/../shared/data``."""
-    return Path(os.environ.get("CAE_DATA_DIR") or _REPO_ROOT.parent / "shared" / "data")
-
-
 def default_work_dir() -> Path:
-    """Where archives are extracted and benchmarks materialised: ``$CAE_CACHE_DIR/sources``.
-
-    ``CAE_CACHE_DIR`` defaults to ``~/.cache/cae``.
-    """
-    return Path(os.environ.get("CAE_CACHE_DIR") or Path.home() / ".cache" / "cae") / "sources"
+    """Where archives are extracted and benchmarks materialised: ``sources/`` in the cache root."""
+    return cache_dir() / "sources"
 
 
 def dataset_choices(data_dir: Path | None = None) -> dict[str, Path]:
-    """The image sets found under ``<data_dir>/images`` (default :func:`default_data_dir`), by folder name."""
-    images = Path(data_dir if data_dir is not None else default_data_dir()) / "images"
+    """The image sets found under ``<data_dir>/images`` (default :func:`cae_core.config.data_dir`), by folder name."""
+    images = Path(data_dir if data_dir is not None else config.data_dir()) / "images"
     if not images.is_dir():
         return {}
     return {path.name: path for path in sorted(images.iterdir()) if path.is_dir() and not _is_ignored(path.name)}
@@ -121,7 +114,7 @@ def dataset_choices(data_dir: Path | None = None) -> dict[str, Path]:
 def allowed_roots() -> list[Path]:
     """Folders the app may read: the data folder plus ``$CAE_ALLOWED_ROOTS`` (``os.pathsep``-separated)."""
     extra = os.environ.get("CAE_ALLOWED_ROOTS", "").split(os.pathsep)
-    roots = [default_data_dir()] + [Path(entry).expanduser() for entry in extra if entry.strip()]
+    roots = [config.data_dir()] + [Path(entry).expanduser() for entry in extra if entry.strip()]
     return list(dict.fromkeys(root.resolve() for root in roots))
 
 

@@ -39,7 +39,7 @@ def escape_markdown(text: object) -> str:
 
 def page_header(title: str, intro: str) -> Workspace:
     """Title, one-line intro and, when the embeddings are untrained, the banner; returns the workspace."""
-    st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon="🧭", layout="wide")
+    st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon=":material/explore:", layout="wide")
     st.title(title)
     st.caption(intro)
     ws = workspace()
@@ -52,17 +52,17 @@ def semantics_banner(ws: Workspace) -> None:
         st.warning("**Random weights: the semantics are meaningless.** These embeddings come from an untrained "
                    "model, so the nouns and captions matched to images say nothing about what the images show. "
                    "The mechanics (centres, transport, fusion weights, maps) are real; load a pretrained "
-                   "checkpoint or a features bundle to read meaning into them.", icon="⚠️")
+                   "checkpoint or a features bundle to read meaning into them.", icon=":material/warning:")
 
 
 def show_error(error: Exception) -> None:
     """A one-line message for the user; unexpected errors are logged in full for the operator."""
     if isinstance(error, CaeError):
-        st.error(str(error), icon="🚫")
+        st.error(str(error), icon=":material/block:")
     else:
         logger.exception("unexpected error in the explorer", exc_info=error)
         st.error(f"Unexpected error ({error.__class__.__name__}: {error}). The details are in the server log.",
-                 icon="🚫")
+                 icon=":material/block:")
 
 
 @contextlib.contextmanager
@@ -81,8 +81,8 @@ def require_bundle(ws: Workspace) -> FeaturesBundle:
         st.info("Nothing is loaded yet. On the **Dataset** page, either encode your images with a CLIP model "
                 "(a pretrained tag or a local checkpoint file), or load a features bundle (`.npz`). Without "
                 "pretrained weights you can still tick **random weights** there to explore the mechanics of "
-                "CAE; the semantics are then meaningless.", icon="👉")
-        st.page_link(DATASET_PAGE, label="Go to the Dataset page", icon="📂")
+                "CAE; the semantics are then meaningless.", icon=":material/arrow_forward:")
+        st.page_link(DATASET_PAGE, label="Go to the Dataset page", icon=":material/folder_open:")
         st.stop()
     return ws.bundle
 
@@ -104,7 +104,7 @@ def require_run(ws: Workspace) -> ClusteringResult:
     require_bundle(ws)
     if MAIN_METHOD not in ws.results:
         st.info("The data is loaded but not clustered yet: run CAE (the baselines run with it, sharing its "
-                "semantic space and alignments).", icon="👉")
+                "semantic space and alignments).", icon=":material/arrow_forward:")
         run_controls(ws, "require-run")
         if MAIN_METHOD not in ws.results:
             st.stop()

@@ -10,7 +10,8 @@ import streamlit as st
 from cae_core.bundle import load_bundle
 from cae_core.corpora import TAC_TEMPLATES
 from cae_core.encode import encode_dataset
-from cae_core.sources import BENCHMARKS, allowed_roots, dataset_choices, default_data_dir, open_image_source, \
+from cae_core.config import data_dir
+from cae_core.sources import BENCHMARKS, allowed_roots, dataset_choices, open_image_source, \
     resolve_allowed_path
 from explorer import views
 from explorer.widgets import escape_markdown, image_grid, page_header, run_controls, show_error, user_errors
@@ -61,7 +62,7 @@ with encode_tab:
         if choices:
             spec = st.selectbox("Image set", list(choices), key="shared-set")
         else:
-            st.warning(f"No image sets found under {default_data_dir() / 'images'}; set CAE_DATA_DIR to the data "
+            st.warning(f"No image sets found under {data_dir() / 'images'}; set CAE_DATA_DIR to the data "
                        "folder, or use another source.")
     elif kind == FOLDER:
         folder = server_path("Folder of images (one subfolder per class, or a flat folder)", "folder-path")
@@ -116,7 +117,7 @@ with encode_tab:
                 pretrained = str(checkpoint) if checkpoint else None
             else:
                 st.warning("Untrained model: the semantics are meaningless; only the mechanics are worth "
-                           "exploring. ViT-S-32 is the fastest architecture.", icon="⚠️")
+                           "exploring. ViT-S-32 is the fastest architecture.", icon=":material/warning:")
         device = device_column.selectbox("Device", ["auto", "cpu", "cuda"], key="device")
 
         st.markdown("**Text banks**")
@@ -194,4 +195,4 @@ if ws.bundle is not None:
     st.markdown("**Next: cluster** (CAE and its baselines, run once and kept for every page)")
     run_controls(ws, "dataset")
     if ws.results:
-        st.page_link("pages/2_Semantic_space.py", label="Continue with the semantic space", icon="➡️")
+        st.page_link("pages/2_Semantic_space.py", label="Continue with the semantic space", icon=":material/arrow_forward:")

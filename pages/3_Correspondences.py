@@ -71,11 +71,11 @@ with user_errors():
     picture.text(views.cluster_label(result, int(result.assignments[image])))
     if result.fusion is not None:
         weights = views.fusion_weights(result, image)
-        figure = px.bar(weights, x="weight", y="modality", orientation="h", range_x=[0, 1], height=190,
+        picture.markdown("**Fusion weights** (image / noun / caption)")
+        figure = px.bar(weights, x="weight", y="modality", orientation="h", range_x=[0, 1], height=160,
                         text=weights["weight"].map("{:.2f}".format), color="modality")
-        figure.update_layout(showlegend=False, margin=dict(l=0, r=0, t=30, b=0),
-                             title="Fusion weights (image / noun / caption)")
-        picture.plotly_chart(figure, key="fusion-weights")
+        figure.update_layout(showlegend=False, margin=dict(l=0, r=0, t=0, b=0), yaxis_title=None)
+        picture.plotly_chart(figure, key="fusion-weights", config={"displayModeBar": False})
 
     with details:
         for source in views.SOURCES:

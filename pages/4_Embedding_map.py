@@ -43,7 +43,7 @@ with st.expander("Map settings", expanded=True):
 
 if bundle.n_images > max_points:
     st.info(f"Large set: each map shows a random subsample of {max_points:,} of the {bundle.n_images:,} images "
-            f"(seed {ws.seed}, the same images in every map).", icon="ℹ️")
+            f"(seed {ws.seed}, the same images in every map).", icon=":material/info:")
 
 
 def figure_for(images: pd.DataFrame, texts: pd.DataFrame, representation: str) -> go.Figure:
@@ -51,7 +51,7 @@ def figure_for(images: pd.DataFrame, texts: pd.DataFrame, representation: str) -
     figure = px.scatter(images, x="x", y="y", color=colour_column, custom_data=["index"],
                         hover_data={"index": True, "cluster": True, "class": bool(bundle.has_labels),
                                     "x": False, "y": False},
-                        title=TITLES[representation], height=460,
+                        height=440,
                         category_orders={colour_column: sorted(images[colour_column].unique(), key=_natural)})
     figure.update_traces(marker=dict(size=5, opacity=0.8))
     for bank, symbol in (("nouns", "x"), ("captions", "diamond")):
@@ -62,7 +62,7 @@ def figure_for(images: pd.DataFrame, texts: pd.DataFrame, representation: str) -
                                         marker=dict(symbol=symbol, size=7, color="black", opacity=0.7),
                                         hovertext=[html.escape(text) for text in rows["text"]],
                                         hoverinfo="text"))
-    figure.update_layout(margin=dict(l=0, r=0, t=40, b=0), legend=dict(itemsizing="constant"),
+    figure.update_layout(margin=dict(l=0, r=0, t=30, b=0), legend=dict(itemsizing="constant"),
                          dragmode="lasso", xaxis=dict(visible=False), yaxis=dict(visible=False))
     return figure
 
@@ -91,6 +91,7 @@ with user_errors():
     for position, rep in enumerate(shown):
         images, texts = views.embedding_map(ws, result, rep, with_texts, max_points, n_neighbors)
         with columns[position % len(columns)]:
+            st.markdown(f"**{TITLES[rep]}**")
             event = st.plotly_chart(figure_for(images, texts, rep), key=f"map-{rep}", on_select="rerun",
                                     selection_mode=("box", "lasso"))
         selected.update(int(point["customdata"][0]) for point in event.selection.points

@@ -12,6 +12,8 @@ import streamlit as st
 
 from cae_core import interpret
 from cae_core.corpora import flickr8k_captions, flickr30k_captions, noun_senses
+from cae_core.encoders import ClipModel, load_clip
+from cae_core.errors import CaeError
 from explorer.widgets import escape_markdown, image_grid_for, page_header, run_controls, user_errors
 
 PRESETS = ("crane", "tank", "spaniel")
@@ -20,6 +22,7 @@ CORPORA = {"flickr8k": flickr8k_captions, "flickr30k": flickr30k_captions}
 GROUP_IMAGES = 16
 GROUPS_SHOWN = 8
 MENTIONS_SHOWN = 200
+LOAD_RETRY_S = 600  # a model that failed to load (offline, say) is tried again after this long
 SEPARATION_SAMPLE = 1000  # pairwise cosines are O(n²): the heaviest-matched images stand for the rest
 
 
@@ -36,6 +39,58 @@ def corpus_mentions(corpus: str, word: str) -> tuple[int, list[str]]:
     captions = CORPORA[corpus]().captions
     index = interpret.captions_mentioning(captions, word)
     return len(index), captions[index[:MENTIONS_SHOWN]].tolist()
+
+
+@st.cache_resource(show_spinner="Loading the bundle's CLIP model…", max_entries=2)
+def bundle_clip(model: str, pretrained: str | None) -> ClipModel:
+    """The CLIP model named by a bundle's metadata, loaded once per server (seconds, and hundreds of MB)."""
+    return load_clip(model, pretrained)
+
+
+@st.cache_data(show_spinner=False, ttl=LOAD_RETRY_S)
+def clip_problem(model: str, pretrained: str | None) -> str:
+    """Why ``bundle_clip`` cannot load this model ("" when it can). Failures are remembered for every session
+    for a while: a download that cannot happen offline takes about a minute of retries to fail."""
+    try:
+        bundle_clip(model, pretrained)
+    except CaeError as error:
+        return str(error).rstrip(".")
+    return ""
+
+
+def text_tower(bundle) -> tuple[ClipModel | None, str]:
+    """The model that made ``bundle`` and a note on its weights, or None and why it cannot be loaded."""
+    try:
+        model, pretrained = interpret.text_model_of(bundle.metadata)
+    except CaeError as error:
+        return None, str(error).rstrip(".")
+    problem = clip_problem(model, pretrained)
+    if problem:
+        return None, problem
+    clip = bundle_clip(model, pretrained)
+    if pretrained is None:
+        return clip, (f"{model} with random weights: a fresh initialisation, not the unsaved one that encoded the "
+                      "captions, so the two sides do not even share a space")
+    if interpret.checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
+        return clip, (f"{model}, {pretrained}; this checkpoint file changed since the bundle was encoded: if its "
+                      "weights did, these cosines are meaningless")
+    return clip, f"{model}, {pretrained}"
+
+
+def gloss_closeness(ws, bundle, word: str, senses: pd.DataFrame, shown: np.ndarray) -> tuple[pd.DataFrame | None, str]:
+    """The per-sense table and a note on the weights used, or None and why it cannot be made."""
+    # once per loaded bundle: a failed load (an offline tag, say) is not retried for every word
+    clip, note = ws.memo(("polysemy-text-tower",), lambda: text_tower(bundle))
+    if clip is None:
+        return None, note
+    try:
+        with st.spinner("Encoding the glosses…"):
+            glosses = interpret.encode_glosses(clip, word, senses["gloss"].tolist())
+        table = interpret.sense_caption_similarity(glosses, bundle.caption_embeddings[shown], bundle.captions[shown],
+                                                   senses["synset"].tolist())
+    except CaeError as error:
+        return None, str(error).rstrip(".")
+    return table, note
 
 
 def choose(word: str) -> None:
@@ -60,6 +115,7 @@ if not word:
 
 # --- WordNet ------------------------------------------------------------------------------------
 st.subheader(f"WordNet senses of “{word}”")
+senses = pd.DataFrame(columns=["synset", "lemmas", "gloss"])  # stays empty if WordNet cannot be read
 with user_errors():
     senses = senses_table(word)
     if senses.empty:
@@ -159,13 +215,18 @@ st.subheader("Captions that mention the word")
 mentions = ws.memo(("polysemy-mentions", word), lambda: interpret.captions_mentioning(bundle.captions, word))
 st.write(f"{len(mentions):,} of the bundle's {len(bundle.captions):,} captions mention “{word}”.")
 if len(mentions):
-    closeness = ws.memo(("polysemy-closeness", word),
-                        lambda: interpret.sense_caption_similarity(bundle, word, mentions[:MENTIONS_SHOWN]))
-    if closeness.empty:
-        st.caption("The bundle's noun bank has no row for this word, so its senses cannot be compared with "
-                   "the captions.")
-        closeness = pd.DataFrame({"caption": bundle.captions[mentions[:MENTIONS_SHOWN]]})
+    shown = mentions[:MENTIONS_SHOWN]
+    closeness, note = None, ""
+    if not senses.empty:
+        with user_errors():
+            closeness, note = ws.memo(("polysemy-closeness", word),
+                                      lambda: gloss_closeness(ws, bundle, word, senses, shown))
+    if closeness is None:
+        if note:
+            st.info(f"The senses cannot be compared with the captions: {note}. Only the captions are listed.")
+        closeness = pd.DataFrame({"caption": bundle.captions[shown]})
     else:
-        st.caption("Cosine of each caption with each sense's noun embedding; the closest sense is blank when "
-                   "the senses share one embedding.")
+        st.caption("Cosine of each caption with each sense's gloss, encoded as “"
+                   f"{escape_markdown(interpret.gloss_prompts(word, ['…'])[0])}” by the bundle's text tower "
+                   f"({escape_markdown(note)}); closest is blank on a tie.")
     st.dataframe(closeness, hide_index=True)

@@ -16,7 +16,7 @@ from cae_core.clustering import spherical_kmeans
 from cae_core.device import with_memory_fallback
 from cae_core.fusion import adaptive_fusion
 from cae_core.metrics import cluster_accuracy, evaluate
-from cae_core.semantic_space import build_semantic_space, default_n_centres
+from cae_core.semantic_space import default_n_centres
 from cae_core.synthetic import planted_bundle
 
 

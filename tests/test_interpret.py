@@ -9,6 +9,7 @@ import pytest
 
 from cae_core import interpret
 from cae_core.alignment import Alignment
+from cae_core.errors import CaeError
 from cae_core.fusion import Fusion
 from cae_core.pipeline import CaeConfig, ClusteringResult, run_method, run_methods
 from cae_core.synthetic import planted_bundle
@@ -86,22 +87,85 @@ def test_captions_mentioning():
     assert interpret.captions_mentioning(captions, "  ").tolist() == []
 
 
-def test_sense_caption_similarity_ties_and_distinct_senses():
+def test_sense_caption_similarity_picks_the_closest_gloss():
     bundle = crane_bundle(per_class=2)
     mentions = interpret.captions_mentioning(bundle.captions, "crane")
-    assert len(mentions) == 3
-    table = interpret.sense_caption_similarity(bundle, "crane", mentions)
-    assert list(table.columns) == ["caption", *SYNSETS.values(), "closest"]
-    # the lemma was encoded without its gloss: both senses share a vector, no caption picks one
+    assert len(mentions) == 3  # construction site, building site, wetland
+    machine, wetland = bundle.caption_embeddings[mentions[0]], bundle.caption_embeddings[mentions[2]]
+    glosses = np.stack([wetland + 0.1 * machine, machine + 0.1 * wetland, -machine])  # hand-made, not unit
+    names = [SYNSETS["bird"], SYNSETS["machine"], "crane.n.01"]
+    table = interpret.sense_caption_similarity(glosses, bundle.caption_embeddings[mentions],
+                                               bundle.captions[mentions], names)
+    assert list(table.columns) == ["caption", *names, "closest"]
+    assert table["caption"].tolist() == bundle.captions[mentions].tolist()
+    assert table["closest"].tolist() == [SYNSETS["machine"], SYNSETS["machine"], SYNSETS["bird"]]
+    unit = glosses / np.linalg.norm(glosses, axis=1, keepdims=True)
+    np.testing.assert_allclose(table[names].to_numpy(), bundle.caption_embeddings[mentions] @ unit.T, atol=1e-6)
+    # senses whose glosses embed alike: no caption names one
+    tied = interpret.sense_caption_similarity(np.stack([machine, machine]), bundle.caption_embeddings[mentions],
+                                              bundle.captions[mentions], names[:2])
+    assert set(tied["closest"]) == {""}
+    # one sense is always the closest; repeated names get a column each
+    single = interpret.sense_caption_similarity(machine[None], bundle.caption_embeddings[mentions],
+                                                bundle.captions[mentions], ["crane.n.04"])
+    assert set(single["closest"]) == {"crane.n.04"}
+    twice = interpret.sense_caption_similarity(glosses[:2], bundle.caption_embeddings[mentions],
+                                               bundle.captions[mentions], ["x", "x"])
+    assert list(twice.columns) == ["caption", "x (1)", "x (2)", "closest"]
+    assert interpret.sense_caption_similarity(glosses, np.zeros((0, glosses.shape[1])), [], names).empty
+    with pytest.raises(CaeError, match="different models"):
+        interpret.sense_caption_similarity(glosses[:, :5], bundle.caption_embeddings[mentions],
+                                           bundle.captions[mentions], names)
+    with pytest.raises(CaeError, match="sense names"):
+        interpret.sense_caption_similarity(glosses, bundle.caption_embeddings[mentions],
+                                           bundle.captions[mentions], names[:2])
+
+
+def test_the_bank_encodes_the_lemma_alone():
+    """The noun bank gives every sense of a lemma one vector: the noun row OT picks names no sense."""
+    bundle = crane_bundle(per_class=2)
     assert not interpret.senses_distinguishable(bundle, "crane")
-    assert set(table["closest"]) == {""}
-    # with sense-specific embeddings, the construction caption goes to the machine
     rows = interpret.noun_rows(bundle.nouns, "crane")
-    bundle.noun_embeddings[rows[0]] = bundle.caption_embeddings[mentions[0]]
+    bundle.noun_embeddings[rows[0]] = bundle.caption_embeddings[0]
     assert interpret.senses_distinguishable(bundle, "crane")
-    table = interpret.sense_caption_similarity(bundle, "crane", mentions)
-    assert table["closest"].iloc[0] == SYNSETS["machine"]
-    assert interpret.sense_caption_similarity(bundle, "tank", mentions).empty
+    assert not interpret.senses_distinguishable(bundle, "stork")  # one row
+
+
+def test_gloss_prompts():
+    assert interpret.gloss_prompts("water_tank", ["a tank  for\nwater"]) == ["water tank: a tank for water"]
+    assert interpret.gloss_prompts(" crane ", ["bird", "machine"]) == ["crane: bird", "crane: machine"]
+
+
+def test_text_model_of_the_metadata(tmp_path):
+    with pytest.raises(CaeError, match="names no CLIP model"):
+        interpret.text_model_of({"synthetic": "crane"})
+    assert interpret.text_model_of({"model": "ViT-B-32", "pretrained": "openai"}) == ("ViT-B-32", "openai")
+    for random in (None, "random"):
+        assert interpret.text_model_of({"model": "ViT-S-32", "pretrained": random}) == ("ViT-S-32", None)
+    # a relative checkpoint path typed elsewhere: the fingerprint's absolute path finds the file
+    checkpoint = tmp_path / "weights.pt"
+    checkpoint.write_bytes(b"x")
+    metadata = {"model": "ViT-S-32", "pretrained": "weights.pt", "checkpoint": f"file:{checkpoint}:1:123"}
+    assert interpret.text_model_of(metadata) == ("ViT-S-32", str(checkpoint))
+    gone = {"model": "ViT-S-32", "pretrained": "/nowhere/weights.pt", "checkpoint": "file:/nowhere/weights.pt:1:2"}
+    assert interpret.text_model_of(gone) == ("ViT-S-32", "/nowhere/weights.pt")  # load_clip says it is gone
+    assert interpret.checkpoint_changed(metadata, f"file:{checkpoint}:1:456")
+    assert not interpret.checkpoint_changed(metadata, metadata["checkpoint"])
+    assert not interpret.checkpoint_changed({"checkpoint": "tag:openai"}, "tag:openai")
+    assert not interpret.checkpoint_changed({"checkpoint": None}, None)
+
+
+def test_encode_glosses_with_the_text_tower(clip_model):
+    """Each sense's gloss gets its own unit vector; a gloss longer than CLIP's context is cut, not refused."""
+    glosses = ["large long-necked wading bird of marshes and plains in many parts of the world",
+               "lifts and moves heavy objects; lifting tackle is suspended from a pivoted boom",
+               " ".join(["a very long gloss"] * 60)]
+    embeddings = interpret.encode_glosses(clip_model, "crane", glosses)
+    assert embeddings.shape == (3, clip_model.model.text_projection.shape[1]) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
+    assert np.max(np.abs(embeddings[0] - embeddings[1])) > 1e-3
+    with pytest.raises(CaeError):
+        interpret.encode_glosses(clip_model, "crane", [])
 
 
 def test_cluster_names_come_from_the_majority_class():

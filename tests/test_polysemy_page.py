@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from cae_core.pipeline import run_methods
 from explorer.state import Workspace
+from cae_core.corpora import noun_senses
+from cae_core.encoders import encode_texts
 from polysemy_data import crane_bundle
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_Polysemy.py")
@@ -100,3 +103,46 @@ def test_the_url_follows_the_word(crane_workspace_factory):
     at.button(key="preset-tank").click().run()
     assert not at.exception and at.query_params["word"] == "tank"
     assert at.text_input(key="polysemy-word").value == "tank"
+
+
+def similarity_frames(at: AppTest) -> list:
+    return [frame.value for frame in at.dataframe if {"caption", "closest"} <= set(frame.value.columns)]
+
+
+def test_glosses_encoded_by_the_bundles_model(clip_model_name, clip_checkpoint, clip_model):
+    """A bundle whose metadata names a (random-weight) checkpoint: the page loads that model, encodes each
+    sense's gloss and compares it with the captions, which the same model encoded."""
+    planted = crane_bundle(per_class=4, dim=clip_model.model.text_projection.shape[1])
+    bundle = dataclasses.replace(
+        planted, caption_embeddings=encode_texts(clip_model, planted.captions, cache=False),
+        metadata={"model": clip_model_name, "pretrained": str(clip_checkpoint),
+                  "checkpoint": clip_model.checkpoint_fingerprint})
+    at = open_page("crane", Workspace(bundle=bundle, dataset_name="planted cranes", random_weights=True))
+    assert not at.exception
+    assert any("Random weights" in warning.value for warning in at.warning)
+    [table] = similarity_frames(at)
+    senses = [sense["synset"] for sense in noun_senses("crane")]
+    assert len(senses) == 5 and {"crane.n.04", "crane.n.05"} <= set(senses)
+    assert list(table.columns) == ["caption", *senses, "closest"]
+    assert len(table) == 3 and table["caption"].str.contains("crane", case=False).all()
+    cosines = table[senses].to_numpy(dtype=float)
+    assert ((-1 <= cosines) & (cosines <= 1)).all() and cosines.std() > 0  # the senses differ now
+    assert set(table["closest"]) <= set(senses) and (table["closest"] != "").all()
+    shown = page_text(at).replace("\\", "")  # markdown escapes
+    assert "crane: …" in shown and clip_model_name in shown
+    assert not any("cannot be compared" in info.value for info in at.info)
+
+
+@pytest.mark.parametrize("metadata, reason", [
+    ({"synthetic": "crane"}, "names no CLIP model"),
+    ({"model": "ViT-S-32-alt", "pretrained": "/nowhere/gone.pt", "checkpoint": "file:/nowhere/gone.pt:1:2"},
+     "checkpoint file not found"),
+])
+def test_without_a_loadable_model_the_captions_are_listed(crane_workspace_factory, metadata, reason):
+    ws = crane_workspace_factory(with_results=False)
+    ws.bundle = dataclasses.replace(ws.bundle, metadata=metadata)
+    at = open_page("crane", ws)
+    assert not at.exception and not at.error
+    assert any("cannot be compared" in info.value and reason in info.value for info in at.info)
+    assert not similarity_frames(at)
+    assert any(list(frame.value.columns) == ["caption"] and len(frame.value) == 3 for frame in at.dataframe)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cae_core import sources
+from cae_core import config, sources
 from cae_core.errors import CaeError
 from cae_core.sources import (Benchmark, ImageLoadError, ImageSource, dataset_choices, load_image,
                               open_image_source, validate_images)
 
-DATA_DIR = sources.default_data_dir()
+DATA_DIR = config.data_dir()
 needs_data = pytest.mark.skipif(not (DATA_DIR / "images").is_dir(), reason=f"no shared data at {DATA_DIR}")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cae_core import sources
+from cae_core import config
 from cae_core.errors import CaeError
 from cae_core.sources import allowed_roots, open_image_source, resolve_allowed_path, safe_extract_zip
 
@@ -171,4 +171,4 @@ def test_allowed_roots_come_from_the_data_dir_and_the_operator(tmp_path, monkeyp
     assert allowed_roots() == [(tmp_path / name).resolve() for name in ("data", "a", "b")]
     monkeypatch.delenv("CAE_ALLOWED_ROOTS")
     assert allowed_roots() == [(tmp_path / "data").resolve()]
-    assert sources.default_data_dir() == tmp_path / "data"
+    assert config.data_dir() == tmp_path / "data"

@@ -1,0 +1,183 @@
+"""The app in a real browser: `streamlit run app.py` served, every page opened in headless Chromium.
+
+First every page as a new visitor sees it, then one session that loads a bundle through the Dataset page,
+runs CAE and walks the pages through the sidebar. No page may show an exception box; a screenshot of
+each is saved to ``artifacts/screenshots/`` for people to look at. ~1-2 min.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cae_core.bundle import save_bundle
+from cae_core.config import data_dir
+from cae_core.synthetic import planted_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+CIFAR = data_dir() / "images" / "cifar10-test"
+PAGES = {"": "CAE Explorer", "Dataset": "Dataset", "Semantic_space": "Semantic space",
+         "Correspondences": "Correspondences", "Embedding_map": "Embedding map", "Clusters": "Clusters",
+         "Polysemy": "Polysemy"}
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A served app whose allowed roots include a folder holding a features bundle of real CIFAR images."""
+    if not CIFAR.is_dir():
+        pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR} (set CAE_DATA_DIR)")
+    folder = tmp_path_factory.mktemp("browser")
+    classes = sorted(path.name for path in CIFAR.iterdir() if path.is_dir())
+    bundle = planted_bundle(n_images=300, n_classes=len(classes), dim=64, n_nouns=200, n_captions=300)
+    bundle.class_names = np.array(classes)
+    bundle.image_ids = np.array([f"{classes[label]}/{i // len(classes):04d}.jpg" for i, label in enumerate(bundle.labels)])
+    bundle.metadata.update(image_root=str(CIFAR), image_source="cifar10-test (planted embeddings)")
+    bundle_path = save_bundle(bundle, folder / "features.npz")
+
+    port = free_port()
+    env = {**os.environ, "CAE_DATA_DIR": str(data_dir()), "CAE_CACHE_DIR": str(folder / "cache"),
+           "CAE_ALLOWED_ROOTS": str(folder)}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("streamlit did not start:\n" + process.stdout.read().decode()) from None
+                time.sleep(0.5)
+        yield url, bundle_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--window-size=1400,2200",
+                     f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def settle(driver, title: str, timeout: float = 240) -> float:
+    """Wait until the page's title is drawn and the script has stopped running; returns the seconds waited."""
+    started = time.monotonic()
+    # Streamlit redraws elements while a script runs: a vanished element is retried, not a failure
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(lambda d: any(title == h.text.strip() for h in d.find_elements(By.CSS_SELECTOR, "h1")))
+    # the running indicator appears while the script runs; it must stay away for a moment to count as idle
+    quiet_since = None
+    while time.monotonic() - started < timeout:
+        running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.5:
+            return quiet_since - started
+        time.sleep(0.25)
+    raise TimeoutException(f"page {title!r} still running after {timeout} s")
+
+
+def check(driver, title: str, screenshot: str) -> float:
+    seconds = settle(driver, title)
+    time.sleep(0.5)  # plotly draws after the script ends
+    driver.save_screenshot(str(SCREENSHOTS / f"{screenshot}.png"))
+    boxes = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not boxes, f"{title}: exception shown: {[box.text[:300] for box in boxes]}"
+    return seconds
+
+
+def test_every_page_opens_for_a_new_visitor(server, browser):
+    url, _ = server
+    times = {}
+    for path, title in PAGES.items():
+        browser.get(f"{url}/{path}")
+        times[title] = check(browser, title, f"empty-{path or 'Home'}")
+    print("seconds until settled:", {title: round(seconds, 1) for title, seconds in times.items()})
+
+
+def click_text(driver, selector: str, text: str) -> None:
+    """Click the first element matching ``selector`` whose visible text contains ``text``."""
+    def click(d) -> bool:
+        match = next((e for e in d.find_elements(By.CSS_SELECTOR, selector) if text in e.text), None)
+        if match is not None:
+            match.click()
+        return match is not None
+
+    WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(click)
+
+
+def type_into(driver, label: str, text: str) -> None:
+    field = driver.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
+    field.clear()
+    field.send_keys(text, Keys.ENTER)
+
+
+def test_a_session_loads_a_bundle_runs_and_walks_the_pages(server, browser):
+    url, bundle_path = server
+    browser.get(f"{url}/Dataset")
+    settle(browser, "Dataset")
+    click_text(browser, '[role="tab"]', "Load a features bundle")
+    click_text(browser, '[data-testid="stRadio"] label', "file on the server")
+    settle(browser, "Dataset")
+    type_into(browser, "Features bundle (.npz) on the server", str(bundle_path))
+    settle(browser, "Dataset")
+    click_text(browser, "button", "Load the bundle")
+    settle(browser, "Dataset")
+    click_text(browser, "button", "Run CAE and 6 baselines")
+    settle(browser, "Dataset")
+    check(browser, "Dataset", "loaded-Dataset")
+    times = {}
+    for path, title in PAGES.items():
+        if path in ("", "Dataset"):
+            continue
+        # the sidebar keeps the session (a typed URL would open a new one, with nothing loaded)
+        links = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+        next(a for a in links if a.get_attribute("href").rstrip("/").endswith(path)).click()
+        times[title] = check(browser, title, f"loaded-{path}")
+    assert "Nothing is loaded" not in browser.page_source
+    print("seconds until settled:", {title: round(seconds, 1) for title, seconds in times.items()})
