@@ -13,7 +13,7 @@ import numpy as np
 from .bundle import FeaturesBundle, save_bundle
 from .cache import cache_dir, clear_cache, list_entries, require_writable
 from .corpora import TAC_TEMPLATES, read_caption_source, read_noun_source
-from .encoders import Progress, encode_images, encode_text_trimmed, encode_texts, load_clip
+from .encoders import ClipModel, Progress, encode_images, encode_text_trimmed, encode_texts, load_clip
 from .errors import CaeError
 from .sources import SkippedFile, open_image_source
 
@@ -39,13 +39,14 @@ class EncodeReport:
 def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None = "openai", nouns: str = "wordnet",
                    captions: str = "flickr30k", device: str = "auto", batch_size: int = 128,
                    limit: int | None = None, templates: int = len(TAC_TEMPLATES),
-                   progress: Progress | None = None) -> tuple[FeaturesBundle, EncodeReport]:
+                   progress: Progress | None = None, clip: ClipModel | None = None) -> tuple[FeaturesBundle, EncodeReport]:
     """Encode an image source and the two text banks with one CLIP model into a ``FeaturesBundle``.
 
     ``images``: a source spec for ``sources.open_image_source``; ``nouns``: "wordnet" or a file;
     ``captions``: "flickr30k", "flickr8k", a file or a folder; ``templates``: how many of TAC's 7
     prompt templates to ensemble (1 = "itap of a {}." alone, 7x faster). Everything is cached, so a
-    second call with the same inputs does no model work.
+    second call with the same inputs does no model work. ``clip``: a model already loaded (by
+    ``load_clip(model, pretrained, device)``), which an interactive caller keeps between encodings.
     """
     if not 1 <= templates <= len(TAC_TEMPLATES):
         raise CaeError(f"--templates must be between 1 and {len(TAC_TEMPLATES)}, got {templates}")
@@ -57,7 +58,8 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
     source = open_image_source(images, limit=limit)
     noun_bank = read_noun_source(nouns)
     caption_bank = read_caption_source(captions)
-    clip = load_clip(model, pretrained, device)
+    if clip is None:
+        clip = load_clip(model, pretrained, device)
     seconds["load"] = time.perf_counter() - started
 
     def timed(name: str, fn, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""Things the Dataset page fetches once: open_clip's model and tag lists, and uploads written to disk."""
+"""Things fetched once per server: CLIP models, open_clip's model and tag lists, uploads written to disk."""
 
 from __future__ import annotations
 
@@ -10,8 +10,32 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from cae_core.cache import cache_dir
+from cae_core.encoders import ClipModel, load_clip
+from cae_core.errors import CaeError
 
 UPLOADS_KEY = "saved-uploads"
+LOAD_RETRY_S = 600  # a model that failed to load (offline, say) is tried again after this long
+
+
+@st.cache_resource(show_spinner="Loading the CLIP model…", max_entries=2)
+def clip_model(model: str, pretrained: str | None, device: str = "auto") -> ClipModel:
+    """A CLIP model loaded once per server and shared by the pages (seconds, and hundreds of MB).
+
+    Random weights (``pretrained=None``) are one initialisation for the server's life, so texts
+    encoded later (the Polysemy page's glosses) share the space of the bundle encoded here.
+    """
+    return load_clip(model, pretrained, device)
+
+
+@st.cache_data(show_spinner=False, ttl=LOAD_RETRY_S)
+def clip_problem(model: str, pretrained: str | None, device: str = "auto") -> str:
+    """Why ``clip_model`` cannot load this model ("" when it can). Failures are remembered for every session
+    for a while: a download that cannot happen offline takes about a minute of retries to fail."""
+    try:
+        clip_model(model, pretrained, device)
+    except CaeError as error:
+        return str(error).rstrip(".")
+    return ""
 
 
 @st.cache_resource(show_spinner=False)

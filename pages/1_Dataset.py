@@ -15,7 +15,7 @@ from cae_core.sources import BENCHMARKS, allowed_roots, dataset_choices, open_im
     resolve_allowed_path
 from explorer import views
 from explorer.widgets import escape_markdown, image_grid, page_header, run_controls, show_error, user_errors
-from explorer.resources import open_clip_models, pretrained_tags, saved_upload
+from explorer.resources import clip_model, open_clip_models, pretrained_tags, saved_upload
 
 SHARED, FOLDER, ZIP, BENCHMARK = "shared image set", "folder on the server", "zip upload", "torchvision benchmark"
 TAG, CHECKPOINT, RANDOM = "pretrained tag", "checkpoint file", "random weights"
@@ -139,7 +139,8 @@ with encode_tab:
 
                 try:
                     bundle, report = encode_dataset(spec, model, pretrained, nouns, captions, device,
-                                                    limit=limit or None, templates=templates, progress=progress)
+                                                    limit=limit or None, templates=templates, progress=progress,
+                                                    clip=clip_model(model, pretrained, device))
                 except Exception as error:  # noqa: BLE001 - shown as a message, the page stays usable
                     status.update(label="Encoding failed", state="error", expanded=True)
                     show_error(error)

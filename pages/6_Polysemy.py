@@ -12,8 +12,9 @@ import streamlit as st
 
 from cae_core import interpret
 from cae_core.corpora import flickr8k_captions, flickr30k_captions, noun_senses
-from cae_core.encoders import ClipModel, load_clip
+from cae_core.encoders import ClipModel
 from cae_core.errors import CaeError
+from explorer.resources import clip_model, clip_problem
 from explorer.widgets import escape_markdown, image_grid_for, page_header, run_controls, user_errors
 
 PRESETS = ("crane", "tank", "spaniel")
@@ -22,7 +23,6 @@ CORPORA = {"flickr8k": flickr8k_captions, "flickr30k": flickr30k_captions}
 GROUP_IMAGES = 16
 GROUPS_SHOWN = 8
 MENTIONS_SHOWN = 200
-LOAD_RETRY_S = 600  # a model that failed to load (offline, say) is tried again after this long
 SEPARATION_SAMPLE = 1000  # pairwise cosines are O(n²): the heaviest-matched images stand for the rest
 
 
@@ -41,23 +41,6 @@ def corpus_mentions(corpus: str, word: str) -> tuple[int, list[str]]:
     return len(index), captions[index[:MENTIONS_SHOWN]].tolist()
 
 
-@st.cache_resource(show_spinner="Loading the bundle's CLIP model…", max_entries=2)
-def bundle_clip(model: str, pretrained: str | None) -> ClipModel:
-    """The CLIP model named by a bundle's metadata, loaded once per server (seconds, and hundreds of MB)."""
-    return load_clip(model, pretrained)
-
-
-@st.cache_data(show_spinner=False, ttl=LOAD_RETRY_S)
-def clip_problem(model: str, pretrained: str | None) -> str:
-    """Why ``bundle_clip`` cannot load this model ("" when it can). Failures are remembered for every session
-    for a while: a download that cannot happen offline takes about a minute of retries to fail."""
-    try:
-        bundle_clip(model, pretrained)
-    except CaeError as error:
-        return str(error).rstrip(".")
-    return ""
-
-
 def text_tower(bundle) -> tuple[ClipModel | None, str]:
     """The model that made ``bundle`` and a note on its weights, or None and why it cannot be loaded."""
     try:
@@ -67,10 +50,10 @@ def text_tower(bundle) -> tuple[ClipModel | None, str]:
     problem = clip_problem(model, pretrained)
     if problem:
         return None, problem
-    clip = bundle_clip(model, pretrained)
+    clip = clip_model(model, pretrained)
     if pretrained is None:
-        return clip, (f"{model} with random weights: a fresh initialisation, not the unsaved one that encoded the "
-                      "captions, so the two sides do not even share a space")
+        return clip, (f"{model} with random weights: the initialisation that encoded the captions only if this "
+                      "server encoded the bundle; otherwise the two sides do not even share a space")
     if interpret.checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
         return clip, (f"{model}, {pretrained}; this checkpoint file changed since the bundle was encoded: if its "
                       "weights did, these cosines are meaningless")
