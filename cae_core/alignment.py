@@ -69,6 +69,20 @@ class _LogKernel:
                 yield rows, self.images[rows] @ self.texts.T / self.scale
 
 
+def _shifted_exp(block: torch.Tensor, shift: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """exp(block + shift), computed in place in ``buffer`` (a view of it is returned)."""
+    out = buffer[: block.shape[0]]
+    return torch.add(block, shift, out=out).exp_()
+
+
+def _shifted_logsumexp(block: torch.Tensor, shift: torch.Tensor, dim: int, buffer: torch.Tensor) -> torch.Tensor:
+    """logsumexp(block + shift, dim) with every (B, S) intermediate held in ``buffer``."""
+    out = buffer[: block.shape[0]]
+    torch.add(block, shift, out=out)
+    peak = out.amax(dim=dim, keepdim=True)
+    return out.sub_(peak).exp_().sum(dim=dim).log_().add_(peak.squeeze(dim))
+
+
 def _sinkhorn_potentials(kernel: _LogKernel, tol: float, max_iter: int,
                          progress: Callable[[float], None] | None) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """Log-domain Sinkhorn with uniform marginals: plan_ij = exp(L_ij + f_i + g_j).
@@ -82,15 +96,19 @@ def _sinkhorn_potentials(kernel: _LogKernel, tol: float, max_iter: int,
     log_b = torch.full((s,), -np.log(s), device=device)
     f = torch.zeros(n, device=device)
     g = torch.zeros(s, device=device)
+    # one scratch block reused by every update: a fresh (N, S) temporary per update costs page faults
+    buffer = torch.empty((min(n, kernel.block_rows), s), device=device)
     error = float("inf")
     iteration = 0
     for iteration in range(1, max_iter + 1):
-        column_lse = torch.stack([torch.logsumexp(block + f[rows, None], dim=0) for rows, block in kernel.blocks()])
+        column_lse = torch.stack([_shifted_logsumexp(block, f[rows, None], 0, buffer)
+                                  for rows, block in kernel.blocks()])
         g = log_b - torch.logsumexp(column_lse, dim=0)
         for rows, block in kernel.blocks():
-            f[rows] = log_a[rows] - torch.logsumexp(block + g, dim=1)
+            f[rows] = log_a[rows] - _shifted_logsumexp(block, g, 1, buffer)
         if (iteration - 1) % 10 == 0:
-            column_mass = sum(torch.exp(block + f[rows, None] + g).sum(dim=0) for rows, block in kernel.blocks())
+            column_mass = sum(_shifted_exp(block, f[rows, None] + g, buffer).sum(dim=0)
+                              for rows, block in kernel.blocks())
             error = float(torch.linalg.vector_norm(column_mass - log_b.exp()))
             if progress is not None:
                 progress(min(1.0, np.log(max(error, tol)) / np.log(tol)) if error < 1 else 0.0)

@@ -57,14 +57,16 @@ def run_benchmarks(quick: bool = False, verbose: bool = True) -> dict:
     """Time the stages of ``cae`` and the references; returns one flat, JSON-ready record."""
     scale = 10 if quick else 1
     n_images, n_selected = 10_000 // scale, 1_000 // scale
-    bundle = planted_bundle(n_images=n_images, n_classes=10, dim=512, n_nouns=146_347 // scale,
+    bundle = planted_bundle(n_images=n_images, n_classes=200 // scale, dim=512, n_nouns=146_347 // scale,
                             n_captions=155_070 // scale, seed=0)
-    # a few centres more than n_selected / 5: some centres win fewer than five texts
-    config = CaeConfig(n_centres=int(1.1 * n_selected / TEXTS_PER_CENTRE))
+    # enough centres to select n_selected texts of each kind (some centres win fewer than five);
+    # CAE's own rule, N / 300, would give 33 centres here and select about 165
+    config = CaeConfig(n_centres=int(1.25 * n_selected / TEXTS_PER_CENTRE))
     log = (lambda message: print(message, file=sys.stderr)) if verbose else (lambda message: None)
     log(f"bench: N={n_images}, banks {len(bundle.nouns)}/{len(bundle.captions)}, {n_selected} selected texts")
 
-    result, total = _timed(run_method, bundle, "cae", 10, config=config)
+    n_clusters = 200 // scale
+    result, total = _timed(run_method, bundle, "cae", n_clusters, config=config)
     selected = result.semantic_space.nouns.embeddings[:n_selected]
     ours, ours_seconds = _timed(ot_alignment, bundle.image_embeddings, selected)
     log(f"torch Sinkhorn: {ours_seconds:.2f}s, {ours.n_iter} iterations")
@@ -72,14 +74,15 @@ def run_benchmarks(quick: bool = False, verbose: bool = True) -> dict:
                                     SINKHORN_TOL, SINKHORN_MAX_ITER)
     log(f"POT sinkhorn_log (numpy, float64): {pot_seconds:.2f}s")
 
-    _, torch_kmeans_seconds = _timed(spherical_kmeans, result.features, 10, n_init=10, seed=0)
-    faiss_kmeans_seconds = _faiss_kmeans_seconds(result.features, 10, 10)
+    _, torch_kmeans_seconds = _timed(spherical_kmeans, result.features, n_clusters, n_init=10, seed=0)
+    faiss_kmeans_seconds = _faiss_kmeans_seconds(result.features, n_clusters, 10)
     record = {
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
-        "n_images": n_images, "n_selected_nouns": len(selected),
+        "n_images": n_images, "n_clusters": n_clusters, "n_centres": config.n_centres,
+        "n_selected_nouns": len(selected),
         "n_selected_captions": len(result.semantic_space.captions),
         "noun_bank": len(bundle.nouns), "caption_bank": len(bundle.captions), "dim": 512,
         "epsilon": EPSILON, "sinkhorn_iterations": ours.n_iter,

@@ -1,0 +1,106 @@
+"""Several browser sessions at once: each has its own state, and a long run in one does not block the others.
+
+Two AppTest sessions (a bundle loaded in one leaves the other empty), then the served app with two headless
+Chromium drivers: while session A runs all methods on a large synthetic bundle, session B opens two pages and
+they settle before A's run ends. The browser test reuses the server, driver and page helpers of
+``test_browser.py`` and is skipped where those are (no selenium, chromium or chromedriver). ~40 s.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from cae_core.bundle import save_bundle
+from cae_core.pipeline import METHODS
+from cae_core.synthetic import planted_bundle
+from explorer.state import WORKSPACE_KEY
+from test_app import open_page, private_cache  # noqa: F401  (private_cache: autouse, caches in a temp folder)
+
+try:
+    # ``second_browser`` is the same fixture under another name: a second driver, i.e. a second session
+    from test_browser import browser, browser as second_browser, check, click_text, server, settle, type_into  # noqa: F401
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    NO_BROWSER = None
+except pytest.skip.Exception as why:  # test_browser.py skips itself without selenium, chromium or chromedriver
+    NO_BROWSER = str(why)
+
+DATASET_PAGE = "pages/1_Dataset.py"
+RUN_BUTTON = f"Run CAE and {len(METHODS) - 1} baselines"
+# all methods on this bundle take ~30-60 s on 2 cores: far longer than two page loads (~5 s each)
+LONG_RUN_IMAGES = 5000
+
+
+def load_through_dataset_page(at, bundle_path) -> None:
+    """Load a bundle from a server path with the Dataset page's widgets, as a user does."""
+    at.radio(key="bundle-how").set_value("file on the server").run()
+    at.text_input(key="bundle-path").input(str(bundle_path)).run()
+    at.button(key="load-bundle").click().run()
+
+
+def test_each_apptest_session_has_its_own_workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAE_ALLOWED_ROOTS", str(tmp_path))
+    bundle_path = save_bundle(planted_bundle(n_images=40, n_classes=4, dim=32, n_nouns=20, n_captions=30),
+                              tmp_path / "small.npz")
+    first, second = open_page(DATASET_PAGE), open_page(DATASET_PAGE)
+    load_through_dataset_page(first, bundle_path)
+    assert not first.exception, [e.message for e in first.exception]
+    assert first.session_state[WORKSPACE_KEY].bundle.n_images == 40
+
+    second.run()  # the other session reruns after the load: still nothing
+    home = open_page(None)  # and a session opened afterwards starts empty too
+    for at in (second, home):
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.session_state[WORKSPACE_KEY].bundle is None
+    assert any("Nothing is loaded in this session" in info.value for info in home.info)
+    assert first.session_state[WORKSPACE_KEY] is not second.session_state[WORKSPACE_KEY]
+
+    first.switch_page("app.py").run()  # the first session keeps its bundle across pages
+    assert first.session_state[WORKSPACE_KEY].bundle.n_images == 40
+    assert not any("Nothing is loaded" in info.value for info in first.info)
+
+
+def running(driver) -> bool:
+    """The session's script is still running (Streamlit's running indicator is shown)."""
+    return bool(driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'))
+
+
+@pytest.mark.skipif(NO_BROWSER is not None, reason=str(NO_BROWSER))
+def test_a_long_run_does_not_block_another_session(server, browser, second_browser):
+    url, small_bundle = server
+    big = planted_bundle(n_images=LONG_RUN_IMAGES, n_classes=10, dim=512, n_nouns=2000, n_captions=3000)
+    big_path = save_bundle(big, small_bundle.parent / "long-run.npz")  # inside the server's allowed root
+    a, b = browser, second_browser
+
+    a.get(f"{url}/Dataset")
+    settle(a, "Dataset")
+    click_text(a, '[role="tab"]', "Load a features bundle")
+    click_text(a, '[data-testid="stRadio"] label', "file on the server")
+    settle(a, "Dataset")
+    type_into(a, "Features bundle (.npz) on the server", str(big_path))
+    settle(a, "Dataset")
+    click_text(a, "button", "Load the bundle")
+    settle(a, "Dataset")
+    click_text(a, "button", RUN_BUTTON)
+    WebDriverWait(a, 30, poll_frequency=0.2).until(
+        lambda d: f"Clustering {LONG_RUN_IMAGES:,} images" in d.page_source and running(d))
+    run_started = time.monotonic()
+
+    b.get(url)
+    home_s = check(b, "CAE Explorer", "sessions-B-Home")
+    assert "Nothing is loaded in this session" in b.page_source  # B does not see A's bundle
+    links = b.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+    next(link for link in links if link.get_attribute("href").rstrip("/").endswith("Clusters")).click()
+    clusters_s = check(b, "Clusters", "sessions-B-Clusters")
+    b_done = time.monotonic() - run_started
+
+    a_running, a_source = running(a), a.page_source
+    print(f"session B settled {b_done:.1f} s after A's run started (home {home_s:.1f} s, Clusters "
+          f"{clusters_s:.1f} s); A still running: {a_running}")
+    ended = re.search(r"done in [0-9.]+ s", a_source)
+    assert a_running and not ended, (f"A's run ended ({ended and ended.group()}) before B settled "
+                                     f"({b_done:.1f} s): B was blocked, or the run is too short to show anything")
+    assert b_done < 30, f"session B took {b_done:.1f} s to settle while A was running"
