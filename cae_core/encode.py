@@ -18,6 +18,9 @@ from .errors import CaeError
 from .sources import SkippedFile, open_image_source
 
 
+RANDOM_WEIGHTS = "random"  # the --pretrained value for an untrained model
+
+
 @dataclass
 class EncodeReport:
     """What ``encode_dataset`` did: counts, files skipped and why, seconds per stage."""
@@ -120,7 +123,9 @@ def add_encode_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--images", required=True, help="folder, .zip, shared image set or benchmark (cifar10)")
     parser.add_argument("--limit", type=int, default=None, help="at most N images (balanced over classes)")
     parser.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
-    parser.add_argument("--pretrained", default="openai", help="open_clip tag or checkpoint file")
+    parser.add_argument("--pretrained", default="openai",
+                        help=f"open_clip tag, checkpoint file, or '{RANDOM_WEIGHTS}' to explore the mechanics "
+                             "(random weights: the features carry no semantics)")
     parser.add_argument("--nouns", default="wordnet", help="wordnet or a file with one noun per line")
     parser.add_argument("--captions", default="flickr30k", help="flickr30k, flickr8k, a file or a folder")
     parser.add_argument("--templates", type=int, default=len(TAC_TEMPLATES),
@@ -133,9 +138,13 @@ def add_encode_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
+    if pretrained is None:
+        print(f"warning: {args.model} with random weights; clusters and matched texts carry no semantics",
+              file=sys.stderr)
     progress = _TqdmProgress()
     try:
-        bundle, report = encode_dataset(args.images, args.model, args.pretrained, args.nouns, args.captions,
+        bundle, report = encode_dataset(args.images, args.model, pretrained, args.nouns, args.captions,
                                         args.device, args.batch_size, args.limit, args.templates, progress)
     finally:
         progress.close()

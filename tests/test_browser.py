@@ -157,17 +157,22 @@ def type_into(driver, label: str, text: str) -> None:
     field.send_keys(text, Keys.ENTER)
 
 
+def load_bundle_from_server(driver, url: str, bundle_path) -> None:
+    """Open the Dataset page and load a bundle by its path on the server, as a user would."""
+    driver.get(f"{url}/Dataset")
+    settle(driver, "Dataset")
+    click_text(driver, '[role="tab"]', "Load a features bundle")
+    click_text(driver, '[data-testid="stRadio"] label', "file on the server")
+    settle(driver, "Dataset")
+    type_into(driver, "Features bundle (.npz) on the server", str(bundle_path))
+    settle(driver, "Dataset")
+    click_text(driver, "button", "Load the bundle")
+    settle(driver, "Dataset")
+
+
 def test_a_session_loads_a_bundle_runs_and_walks_the_pages(server, browser):
     url, bundle_path = server
-    browser.get(f"{url}/Dataset")
-    settle(browser, "Dataset")
-    click_text(browser, '[role="tab"]', "Load a features bundle")
-    click_text(browser, '[data-testid="stRadio"] label', "file on the server")
-    settle(browser, "Dataset")
-    type_into(browser, "Features bundle (.npz) on the server", str(bundle_path))
-    settle(browser, "Dataset")
-    click_text(browser, "button", "Load the bundle")
-    settle(browser, "Dataset")
+    load_bundle_from_server(browser, url, bundle_path)
     click_text(browser, "button", "Run CAE and 6 baselines")
     settle(browser, "Dataset")
     check(browser, "Dataset", "loaded-Dataset")

@@ -21,7 +21,8 @@ from test_app import open_page, private_cache  # noqa: F401  (private_cache: aut
 
 try:
     # ``second_browser`` is the same fixture under another name: a second driver, i.e. a second session
-    from test_browser import browser, browser as second_browser, check, click_text, server, settle, type_into  # noqa: F401
+    from test_browser import (browser, browser as second_browser, check, click_text, load_bundle_from_server,  # noqa: F401
+                              server)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     NO_BROWSER = None
@@ -75,15 +76,7 @@ def test_a_long_run_does_not_block_another_session(server, browser, second_brows
     big_path = save_bundle(big, small_bundle.parent / "long-run.npz")  # inside the server's allowed root
     a, b = browser, second_browser
 
-    a.get(f"{url}/Dataset")
-    settle(a, "Dataset")
-    click_text(a, '[role="tab"]', "Load a features bundle")
-    click_text(a, '[data-testid="stRadio"] label', "file on the server")
-    settle(a, "Dataset")
-    type_into(a, "Features bundle (.npz) on the server", str(big_path))
-    settle(a, "Dataset")
-    click_text(a, "button", "Load the bundle")
-    settle(a, "Dataset")
+    load_bundle_from_server(a, url, big_path)
     click_text(a, "button", RUN_BUTTON)
     WebDriverWait(a, 30, poll_frequency=0.2).until(
         lambda d: f"Clustering {LONG_RUN_IMAGES:,} images" in d.page_source and running(d))
