@@ -27,6 +27,12 @@ REQUIRED_KEYS = ("image_embeddings", "noun_embeddings", "nouns", "caption_embedd
 OPTIONAL_KEYS = ("labels", "image_ids", "class_names", "noun_glosses", "noun_synsets")
 
 
+def unit_rows(array, dtype=np.float32) -> np.ndarray:
+    """``array`` scaled to unit L2 norm along its last axis (all-zero rows stay zero)."""
+    array = np.asarray(array, dtype=dtype)
+    return array / np.linalg.norm(array, axis=-1, keepdims=True).clip(min=1e-12)
+
+
 @dataclass
 class FeaturesBundle:
     """Embeddings of images and of the two text banks, L2-normalised on construction.
@@ -116,10 +122,9 @@ def _embedding_matrix(value, name: str, d: int | None = None) -> np.ndarray:
     array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise CaeError(f"{name} contains NaN or infinite values")
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    if np.any(norms == 0):
+    if np.any(~array.any(axis=1)):
         raise CaeError(f"{name} has an all-zero row, which has no direction")
-    return array / norms
+    return unit_rows(array)
 
 
 def _strings(value, name: str, n: int, against: str) -> np.ndarray:

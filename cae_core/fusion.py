@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bundle import unit_rows
 from .errors import CaeError
 
 GAMMA = 0.01  # stated by CAE: temperature of the softmax over modalities
@@ -22,17 +23,13 @@ class Fusion:
     features: np.ndarray
 
 
-def _unit_rows(array: np.ndarray) -> np.ndarray:
-    return array / np.linalg.norm(array, axis=1, keepdims=True).clip(min=1e-12)
-
-
 def _combine(stacked: np.ndarray, weights: np.ndarray, mode: str) -> np.ndarray:
     """``stacked`` (m, N, d) unit rows, ``weights`` (N, m) → fused features."""
     if mode not in FUSION_MODES:
         raise CaeError(f"unknown fusion mode {mode!r}; choose one of {', '.join(FUSION_MODES)}")
     weighted = stacked * weights.T[:, :, None]
     if mode == "sum":
-        return _unit_rows(weighted.sum(axis=0))
+        return unit_rows(weighted.sum(axis=0))
     return np.concatenate(list(weighted), axis=1)
 
 
@@ -45,8 +42,8 @@ def adaptive_fusion(modalities: dict[str, np.ndarray], gamma: float = GAMMA, mod
     concatenation); ``"sum"`` adds them.
     """
     names = tuple(modalities)
-    stacked = np.stack([_unit_rows(np.asarray(modalities[name], dtype=np.float32)) for name in names])
-    prototype = _unit_rows(stacked.mean(axis=0))
+    stacked = np.stack([unit_rows(modalities[name]) for name in names])
+    prototype = unit_rows(stacked.mean(axis=0))
     logits = np.einsum("mnd,nd->nm", stacked, prototype) / gamma
     logits -= logits.max(axis=1, keepdims=True)
     weights = np.exp(logits)
@@ -57,6 +54,6 @@ def adaptive_fusion(modalities: dict[str, np.ndarray], gamma: float = GAMMA, mod
 def equal_fusion(modalities: dict[str, np.ndarray], mode: str = "concat") -> Fusion:
     """Plain fusion with equal weights (the ``cae-concat`` ablation and TAC's concatenation)."""
     names = tuple(modalities)
-    stacked = np.stack([_unit_rows(np.asarray(modalities[name], dtype=np.float32)) for name in names])
+    stacked = np.stack([unit_rows(modalities[name]) for name in names])
     weights = np.full((stacked.shape[1], len(names)), 1 / len(names), dtype=np.float32)
     return Fusion(names, weights, _combine(stacked, weights, mode).astype(np.float32))

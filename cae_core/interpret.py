@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics.cluster import contingency_matrix
 
-from .bundle import FeaturesBundle
+from .bundle import FeaturesBundle, unit_rows
 from .errors import CaeError
 from .metrics import cluster_mapping
 from .pipeline import ClusteringResult, cluster_texts
@@ -31,11 +31,6 @@ def noun_rows(nouns: np.ndarray, word: str) -> np.ndarray:
     """Rows of a noun bank whose lemma is ``word`` (one per WordNet sense; the bank keeps duplicates)."""
     target = normalise_word(word)
     return np.flatnonzero([normalise_word(str(noun)) == target for noun in nouns])
-
-
-def _unit(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float64)
-    return array / np.linalg.norm(array, axis=-1, keepdims=True).clip(min=1e-12)
 
 
 # --- images the noun pipeline matches to a word ---------------------------------------------------
@@ -108,7 +103,8 @@ def pair_similarities(result: ClusteringResult, bundle: FeaturesBundle, i: int, 
     """CAE's Figure 2 for images ``i`` and ``j``: cosine of their image embeddings, noun and caption
     correspondences and fused features (None for a representation the run lacks)."""
     found = representations(result, bundle)
-    return {name: float(_unit(found[name][i]) @ _unit(found[name][j])) if name in found else None
+    return {name: float(unit_rows(found[name][i], np.float64) @ unit_rows(found[name][j], np.float64))
+                  if name in found else None
             for name in REPRESENTATIONS}
 
 
@@ -124,7 +120,7 @@ def separation(result: ClusteringResult, bundle: FeaturesBundle, images: np.ndar
     off_diagonal = ~np.eye(len(groups), dtype=bool)
     rows = []
     for name, matrix in representations(result, bundle).items():
-        unit = _unit(matrix[images])
+        unit = unit_rows(matrix[images], np.float64)
         cosine = unit @ unit.T
         within = cosine[same & off_diagonal].mean() if (same & off_diagonal).any() else np.nan
         between = cosine[~same].mean() if (~same).any() else np.nan
@@ -159,7 +155,7 @@ def senses_distinguishable(bundle: FeaturesBundle, word: str, tolerance: float =
     embeddings = bundle.noun_embeddings[noun_rows(bundle.nouns, word)]
     if len(embeddings) < 2:
         return False
-    return bool(np.max(1 - _unit(embeddings) @ _unit(embeddings[0])) > tolerance)
+    return bool(np.max(1 - unit_rows(embeddings, np.float64) @ unit_rows(embeddings[0], np.float64)) > tolerance)
 
 
 def gloss_prompts(word: str, glosses: Sequence[str]) -> list[str]:
@@ -237,7 +233,8 @@ def sense_caption_similarity(gloss_embeddings: np.ndarray, caption_embeddings: n
     # one column per distinct name, none shadowing the table's own columns
     names = [name if names.count(name) == 1 and name not in ("caption", "closest") else f"{name} ({k + 1})"
              for k, name in enumerate(names)]
-    cosine = _unit(caption_embeddings) @ _unit(glosses).T if len(captions) else np.zeros((0, len(names)))
+    cosine = (unit_rows(caption_embeddings, np.float64) @ unit_rows(glosses, np.float64).T if len(captions)
+              else np.zeros((0, len(names))))
     table = pd.DataFrame(cosine, columns=names)
     table.insert(0, "caption", [str(caption) for caption in captions])
     ranked = np.sort(cosine, axis=1)

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from .cache import cached_array
+from .bundle import unit_rows
 from .errors import CaeError
 
 PCA_DIMENSIONS = 50  # UMAP's usual pre-reduction: the neighbour search is the cost, and 50 dims keep it cheap
@@ -27,11 +28,6 @@ def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
     if n <= max_points:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
-
-
-def _unit_rows(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float32)
-    return array / np.linalg.norm(array, axis=1, keepdims=True).clip(min=1e-12)
 
 
 def _fit(stacked: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
@@ -66,7 +62,7 @@ def project(*arrays: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, s
     if max_points < MIN_POINTS:
         raise CaeError(f"a map needs at least {MIN_POINTS} points, max_points is {max_points}")
     index = subsample(len(arrays[0]), max_points, seed)
-    parts = [_unit_rows(np.asarray(arrays[0])[index])] + [_unit_rows(array) for array in arrays[1:] if len(array)]
+    parts = [unit_rows(np.asarray(arrays[0])[index])] + [unit_rows(array) for array in arrays[1:] if len(array)]
     stacked = np.concatenate(parts)
     if len(stacked) < MIN_POINTS:
         raise CaeError(f"a map needs at least {MIN_POINTS} points, got {len(stacked)}")
