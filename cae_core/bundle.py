@@ -124,7 +124,12 @@ def _embedding_matrix(value, name: str, d: int | None = None) -> np.ndarray:
         raise CaeError(f"{name} contains NaN or infinite values")
     if np.any(~array.any(axis=1)):
         raise CaeError(f"{name} has an all-zero row, which has no direction")
-    return unit_rows(array)
+    # rows already unit to float32 precision are kept as they are: normalising them again moves them by
+    # an ulp, and a saved bundle must load bit-identical (near-tied results would otherwise flip)
+    norms = np.linalg.norm(array, axis=1)
+    off = np.abs(norms - 1) > 1e-6
+    array[off] /= norms[off, None]
+    return array
 
 
 def _strings(value, name: str, n: int, against: str) -> np.ndarray:

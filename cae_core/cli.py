@@ -1,4 +1,4 @@
-"""``python -m cae_core``: encode, cluster, compare, bench, cache.
+"""``python -m cae_core``: encode, cluster, compare, sweep, bench, cache.
 
 Every request that cannot be met ends with one line on stderr and exit code 2, never a traceback.
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .bundle import load_bundle
 from .errors import CaeError
-from .pipeline import METHODS, CaeConfig, run_method, run_methods
+from .fusion import COMBINES
+from .pipeline import FUSION_CHOICES, METHODS, CaeConfig, run_method, run_methods
 
 
 def _progress_printer(quiet: bool):
@@ -27,19 +28,47 @@ def _progress_printer(quiet: bool):
     return report
 
 
+# the run options that a sweep may give as comma-separated lists: (flag, CaeConfig field, type)
+_METHOD_OPTIONS = (("--epsilon", "epsilon", float), ("--gamma", "gamma", float), ("--fusion", "fusion", str),
+                   ("--combine", "combine", str), ("--centres", "n_centres", int),
+                   ("--train-size", "train_size", int), ("--texts-per-centre", "texts_per_centre", int))
+
+
 def _config(args: argparse.Namespace) -> CaeConfig:
-    return CaeConfig(device=args.device, fusion_mode=args.fusion, n_centres=args.centres)
+    given = {field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field) is not None}
+    return CaeConfig(device=args.device, **given)
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", required=True, type=Path, help="features bundle (.npz)")
+    parser.add_argument("--clusters", required=True, type=int, help="number of clusters K")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--quiet", action="store_true")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features", required=True, type=Path, help="features bundle (.npz)")
-    parser.add_argument("--clusters", required=True, type=int, help="number of clusters K")
+    _add_common_options(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--fusion", default="concat", choices=("concat", "sum"))
-    parser.add_argument("--centres", type=int, default=None, help="semantic-space centres (default max(K, N/300))")
-    parser.add_argument("--quiet", action="store_true")
+    helps = {"epsilon": "Sinkhorn temperature (default 0.05)", "gamma": "fusion temperature (default 0.01)",
+             "fusion": f"{' or '.join(FUSION_CHOICES)} (default adaptive: modality gap removed; "
+                       "paper: the formula as written)",
+             "combine": f"{' or '.join(COMBINES)} (default concat)",
+             "n_centres": "semantic-space centres (default N/300, or 3K where N/300 < K)",
+             "train_size": "size of the training split that N/300 counts (TAC's rule; default N)",
+             "texts_per_centre": "texts each centre keeps (default 5)"}
+    for flag, field, kind in _METHOD_OPTIONS:
+        choices = {"fusion": FUSION_CHOICES, "combine": COMBINES}.get(field)
+        parser.add_argument(flag, dest=field, type=kind, default=None, choices=choices, help=helps[field])
+
+
+def _list_of(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}")
+    return parse
 
 
 def run_cluster(args: argparse.Namespace) -> int:
@@ -67,6 +96,20 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    from .export import write_sweep
+    from .sweep import summary_markdown, sweep
+
+    grid = {field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field)}
+    bundle = load_bundle(args.features)
+    table = sweep(bundle, args.clusters, grid, methods=args.methods, seeds=args.seeds,
+                  base=CaeConfig(device=args.device), progress=_progress_printer(args.quiet))
+    for path in write_sweep(table, args.out):
+        print(path)
+    print(summary_markdown(table))
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmarks
 
@@ -88,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="run every method on one bundle and tabulate")
     _add_run_options(compare)
     compare.set_defaults(handler=run_compare)
+
+    sweep = commands.add_parser("sweep", help="methods x a grid of parameters x seeds on one bundle")
+    _add_common_options(sweep)
+    sweep.add_argument("--methods", type=_list_of(str), default=list(METHODS),
+                       help="comma-separated methods (default: all)")
+    sweep.add_argument("--seeds", type=_list_of(int), default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
+    for flag, field, kind in _METHOD_OPTIONS:
+        sweep.add_argument(flag, dest=field, type=_list_of(kind), default=None,
+                           help=f"comma-separated values of {field}")
+    sweep.set_defaults(handler=run_sweep)
 
     bench = commands.add_parser("bench", help="time each stage at a realistic size, against POT")
     bench.add_argument("--quick", action="store_true", help="smaller problem, a few seconds")

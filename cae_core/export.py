@@ -89,3 +89,13 @@ def write_comparison(results: dict[str, ClusteringResult], out_dir: str | os.Pat
     out_dir = Path(out_dir)
     return [atomic_write_text(out_dir / "comparison.csv", table.to_csv(index=False)),
             atomic_write_text(out_dir / "comparison.md", markdown.to_markdown(index=False) + "\n")]
+
+
+def write_sweep(table: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
+    """``sweep.csv`` (one row per run), ``sweep.md`` (mean ± sd over seeds) and ``sweep.html`` (the plot)."""
+    from .sweep import summary_markdown, sweep_figure
+
+    out_dir = Path(out_dir)
+    return [atomic_write_text(out_dir / "sweep.csv", table.to_csv(index=False)),
+            atomic_write_text(out_dir / "sweep.md", summary_markdown(table) + "\n"),
+            atomic_write_text(out_dir / "sweep.html", sweep_figure(table).to_html(include_plotlyjs=True))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from .alignment import EPSILON, RETRIEVAL_TAU, SINKHORN_MAX_ITER, SINKHORN_TOL, 
 from .bundle import FeaturesBundle
 from .clustering import spherical_kmeans
 from .errors import CaeError
-from .fusion import GAMMA, Fusion, adaptive_fusion, equal_fusion
+from .fusion import GAMMA, Combine, Fusion, check_fusion_options, fuse
 from .metrics import evaluate
 from .semantic_space import TEXTS_PER_CENTRE, SemanticSpace, build_semantic_space, default_n_centres
 
@@ -21,26 +21,45 @@ Progress = Callable[[str, float, str], None]
 """``progress(stage, fraction, message)``: fraction in [0, 1] of the stage named."""
 
 
+AlignmentKind = Literal["ot", "softmax", "tac"]
+MethodFusion = Literal["adaptive", "equal", "tac", "none"]
+FusionChoice = Literal["adaptive", "paper"]
+FUSION_CHOICES: tuple[str, ...] = get_args(FusionChoice)
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """What a method does: which text sources it aligns, how, and how it fuses."""
+    """What a method does: which text sources it aligns, how, and how it fuses.
+
+    ``alignment``: ``"ot"`` (CAE), ``"softmax"`` (CAE's formula with softmax weights at OT's
+    temperature: the ablation) or ``"tac"`` (TAC's retrieval, tau = 0.005). ``fusion``:
+    ``"adaptive"`` (the run's ``CaeConfig.fusion``), ``"equal"`` (equal weights, otherwise as
+    adaptive), ``"tac"`` (TAC's plain concatenation of raw modalities) or ``"none"`` (image only).
+    """
 
     name: str
     description: str
     nouns: bool = False
     captions: bool = False
-    alignment: str = "ot"  # "ot", "softmax" (CAE's formula) or "tac" (TAC's retrieval)
-    fusion: str = "adaptive"  # "adaptive", "equal" or "none"
+    alignment: AlignmentKind = "ot"
+    fusion: MethodFusion = "adaptive"
+
+    def __post_init__(self) -> None:
+        if self.alignment not in get_args(AlignmentKind):
+            raise CaeError(f"method {self.name!r}: unknown alignment {self.alignment!r}")
+        if self.fusion not in get_args(MethodFusion):
+            raise CaeError(f"method {self.name!r}: unknown fusion {self.fusion!r}")
 
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("cae", "CAE: OT-aligned nouns and captions, adaptive fusion", True, True),
     MethodSpec("clip-kmeans", "k-means on the CLIP image embeddings", fusion="none"),
     MethodSpec("tac-notrain", "TAC without training: softmax-retrieved nouns concatenated with the image",
-               nouns=True, alignment="tac", fusion="equal"),
+               nouns=True, alignment="tac", fusion="tac"),
     MethodSpec("cae-no-captions", "CAE without captions", nouns=True),
     MethodSpec("cae-no-nouns", "CAE without nouns", captions=True),
-    MethodSpec("cae-softmax", "CAE with softmax retrieval instead of OT", True, True, alignment="softmax"),
+    MethodSpec("cae-softmax", "CAE with softmax retrieval at OT's temperature instead of OT", True, True,
+               alignment="softmax"),
     MethodSpec("cae-concat", "CAE with equal-weight concatenation instead of adaptive fusion", True, True,
                fusion="equal"),
 )}
@@ -48,22 +67,45 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
 
 @dataclass
 class CaeConfig:
-    """Settings of a run. Stated by CAE: n = N/300 centres, Sinkhorn OT, gamma = 0.01.
-    From TAC's public code: 5 texts per centre, tau = 0.005. Inferred here: epsilon, tolerance,
-    restarts, fusion mode (see the modules' constants for the reasons)."""
+    """Settings of a run, validated on construction (``CaeError`` names the bad one).
 
-    n_centres: int | None = None  # None: max(K, round(N / 300))
+    Stated by CAE: n = N/300 centres, Sinkhorn OT, gamma = 0.01. From TAC's public code: N is the
+    training split's (``train_size``), 3K centres where N/300 < K, 5 texts per centre, tau = 0.005
+    (``retrieval_tau``, used by ``tac-notrain`` only). Inferred here, with the measurement that chose
+    each in its module: ``epsilon`` (alignment.py), the gap-free ``fusion`` and ``combine``
+    (fusion.py), k-means restarts. ``fusion="paper"`` is CAE's fusion formula as written.
+    """
+
+    n_centres: int | None = None  # None: default_n_centres(N, K, train_size)
+    train_size: int | None = None  # the training split's size, as TAC sizes the semantic space
     texts_per_centre: int = TEXTS_PER_CENTRE
     epsilon: float = EPSILON
     sinkhorn_tol: float = SINKHORN_TOL
     sinkhorn_max_iter: int = SINKHORN_MAX_ITER
     retrieval_tau: float = RETRIEVAL_TAU
     gamma: float = GAMMA
-    fusion_mode: str = "concat"
+    fusion: FusionChoice = "adaptive"
+    combine: Combine = "concat"
     n_init: int = 10
     kmeans_max_iter: int = 300
     top_matches: int = TOP_MATCHES
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("n_centres", "train_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise CaeError(f"{name} must be a positive integer or None, got {value!r}")
+        for name in ("texts_per_centre", "sinkhorn_max_iter", "n_init", "kmeans_max_iter", "top_matches"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise CaeError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("epsilon", "sinkhorn_tol", "retrieval_tau"):
+            if not getattr(self, name) > 0:
+                raise CaeError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.fusion not in FUSION_CHOICES:
+            raise CaeError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_CHOICES)}")
+        check_fusion_options("adaptive", self.combine, self.gamma)
 
 
 @dataclass
@@ -126,7 +168,7 @@ def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeC
     x = bundle.image_embeddings
     space = None
     if spec.nouns or spec.captions:
-        n_centres = config.n_centres or default_n_centres(bundle.n_images, n_clusters)
+        n_centres = config.n_centres or default_n_centres(bundle.n_images, n_clusters, config.train_size)
         if n_centres > bundle.n_images:
             raise CaeError(f"cannot make {n_centres} semantic-space centres from {bundle.n_images} images")
         space, seconds["semantic_space"] = stages.get(
@@ -147,7 +189,9 @@ def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeC
                                     progress=lambda fraction: stages.progress(stage, fraction, "Sinkhorn"))
         else:
             def compute():
-                return softmax_alignment(x, selection.embeddings, temperature=config.retrieval_tau,
+                # the ablation compares OT with softmax at the same temperature (Theorem 1); TAC uses its tau
+                temperature = config.epsilon if spec.alignment == "softmax" else config.retrieval_tau
+                return softmax_alignment(x, selection.embeddings, temperature=temperature,
                                          top_k=config.top_matches, device=config.device,
                                          weight_by_similarity=spec.alignment == "softmax")
         alignment, seconds[f"{source[:-1]}_alignment"] = stages.get(
@@ -167,8 +211,12 @@ def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeC
             modalities["noun"] = noun_alignment.correspondence
         if caption_alignment is not None:
             modalities["caption"] = caption_alignment.correspondence
-        fusion = adaptive_fusion(modalities, config.gamma, config.fusion_mode) if spec.fusion == "adaptive" \
-            else equal_fusion(modalities, "concat" if spec.alignment == "tac" else config.fusion_mode)
+        if spec.fusion == "tac":
+            fusion = fuse(modalities, "equal", combine="concat", centre=False)
+        else:
+            weighting = config.fusion if spec.fusion == "adaptive" else "equal"
+            fusion = fuse(modalities, weighting, gamma=config.gamma, combine=config.combine,
+                          centre=config.fusion == "adaptive")
         features = fusion.features
     seconds["fusion"] = time.perf_counter() - start
 

@@ -17,6 +17,7 @@ from .device import as_tensor, resolve_device
 from .errors import CaeError
 
 CENTRES_PER_IMAGE = 1 / 300  # stated by CAE: n = N / 300 centres
+SMALL_SET_CENTRES_PER_CLUSTER = 3  # TAC's code: 3K centres for DTD and UCF-101, where N/300 < K
 TEXTS_PER_CENTRE = 5  # TAC's public code (topK = 5); CAE says "top-K" without a value
 SELECTION_TEMPERATURE = 1.0  # TAC's public code: softmax over centres of the raw cosine
 
@@ -54,9 +55,18 @@ class SemanticSpace:
         return len(self.centres)
 
 
-def default_n_centres(n_images: int, n_clusters: int) -> int:
-    """max(K, round(N / 300)), never more than N."""
-    return int(min(n_images, max(n_clusters, round(n_images * CENTRES_PER_IMAGE))))
+def default_n_centres(n_images: int, n_clusters: int, train_size: int | None = None) -> int:
+    """n = round(N_train / 300) centres, or 3K where that is fewer than K; never more than N.
+
+    N/300 is stated by CAE; TAC's code takes N from the *training* split (``train_size``; the images
+    being clustered when it is not given). Where N/300 < K, TAC uses 3K (DTD: 141, UCF-101: 303); this
+    rule reproduces all eight of TAC's counts (CIFAR-10 167, STL-10 17, ImageNet-1K 4,271, ...).
+    It is also the floor for small N: 200 images into 10 clusters get 30 centres, not 1.
+    """
+    n = round((train_size or n_images) * CENTRES_PER_IMAGE)
+    if n < n_clusters:
+        n = SMALL_SET_CENTRES_PER_CLUSTER * n_clusters
+    return int(min(n_images, n))
 
 
 def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.ndarray,

@@ -1,40 +1,53 @@
-"""Synthetic bundles with planted class structure, for tests, benchmarks and demos.
+"""Synthetic bundles with planted class structure and CLIP's geometry, for tests, benchmarks and demos.
 
-They mimic CLIP's geometry roughly: unit vectors, texts far from images (the modality gap) so
-image-text cosines sit around 0.1-0.4, each class with its own image and text directions.
+Every vector is a modality offset plus a class direction plus noise, in shares of its squared norm
+chosen to match the real CLIP features in ``shared/data/embeddings`` (README there): any two image
+embeddings have cosine ~0.6 (same class ~0.75), any two texts ~0.55-0.6, an image and a text ~0.2
+(~0.35 for its own class's texts). The shared offsets are CLIP's modality gap; data without it hid
+that CAE's fusion as written weighs the gap rather than the image (issue 9).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .bundle import FeaturesBundle
+from .bundle import FeaturesBundle, unit_rows
+
+IMAGE_OFFSET_SHARE = 0.60  # image-image cosine of two classes (real: 0.62-0.64)
+TEXT_OFFSET_SHARE = 0.55  # text-text cosine of two classes (real: ~0.6 overall)
+OFFSET_COSINE = 0.30  # cosine of the image and text offsets: image-text ~0.17 + class term (real: 0.17-0.21)
 
 
 def planted_bundle(n_images: int = 1000, n_classes: int = 5, dim: int = 128, n_nouns: int = 200,
-                   n_captions: int = 300, noise: float = 0.5, text_noise: float = 0.1,
+                   n_captions: int = 300, noise: float = 0.6, text_noise: float = 0.45,
                    seed: int = 0) -> FeaturesBundle:
     """Images of ``n_classes`` planted classes and text banks whose texts each belong to one class.
 
-    ``noise`` spreads the images of a class, ``text_noise`` its texts (the texts that name one
-    class lie closer together than its photos do). Texts are named ``"<kind> <class>-<i>"`` (e.g. ``"noun 3-17"``) so a test can read a text's class.
-    Labels are balanced; ``class_names`` are ``"class 0"`` … .
+    ``noise`` (0-1) is the share of an image's non-offset part that is noise rather than its class
+    direction; ``text_noise`` the same for texts. Texts are named ``"<kind> <class>-<i>"`` (e.g.
+    ``"noun 3-17"``) so a test can read a text's class. Labels are balanced; ``class_names`` are
+    ``"class 0"`` ... .
     """
     rng = np.random.default_rng(seed)
-    class_directions = rng.normal(size=(n_classes, dim))
-    image_offset, text_offset = rng.normal(size=dim), rng.normal(size=dim)
+    # near-orthogonal directions: the two offsets, then one per class
+    basis = rng.normal(size=(dim, n_classes + 2))
+    if dim >= n_classes + 2:
+        basis = np.linalg.qr(basis)[0]
+    basis = unit_rows(basis.T, np.float64)
+    image_offset = basis[0]
+    text_offset = OFFSET_COSINE * basis[0] + np.sqrt(1 - OFFSET_COSINE ** 2) * basis[1]
+    class_directions = basis[2:]
 
-    def unit(array: np.ndarray) -> np.ndarray:
-        return array / np.linalg.norm(array, axis=-1, keepdims=True)
-
-    def sample(count: int, offset: np.ndarray, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    def sample(count: int, offset: np.ndarray, offset_share: float, spread: float) -> tuple[np.ndarray, np.ndarray]:
         classes = np.arange(count) % n_classes
-        points = unit(class_directions)[classes] + 1.5 * unit(offset) + spread * rng.normal(size=(count, dim)) / np.sqrt(dim) * 3
-        return unit(points), classes
+        rest = 1 - offset_share
+        points = (np.sqrt(offset_share) * offset + np.sqrt(rest * (1 - spread)) * class_directions[classes]
+                  + np.sqrt(rest * spread) * unit_rows(rng.normal(size=(count, dim)), np.float64))
+        return unit_rows(points), classes
 
-    images, labels = sample(n_images, image_offset, noise)
-    nouns, noun_classes = sample(n_nouns, text_offset, text_noise)
-    captions, caption_classes = sample(n_captions, text_offset, text_noise)
+    images, labels = sample(n_images, image_offset, IMAGE_OFFSET_SHARE, noise)
+    nouns, noun_classes = sample(n_nouns, text_offset, TEXT_OFFSET_SHARE, text_noise)
+    captions, caption_classes = sample(n_captions, text_offset, TEXT_OFFSET_SHARE, text_noise)
     counters: dict = {}
 
     def names(kind: str, classes: np.ndarray) -> np.ndarray:

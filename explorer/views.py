@@ -51,7 +51,7 @@ def skipped_table(skipped) -> pd.DataFrame:
 
 def space_settings(ws: Workspace) -> tuple[int, int]:
     """(centres, texts per centre) the run uses, or would use, for the loaded bundle."""
-    n_centres = ws.config.n_centres or default_n_centres(ws.bundle.n_images, ws.n_clusters)
+    n_centres = ws.config.n_centres or default_n_centres(ws.bundle.n_images, ws.n_clusters, ws.config.train_size)
     return int(n_centres), int(ws.config.texts_per_centre)
 
 
@@ -141,12 +141,12 @@ def centre_examples(bundle: FeaturesBundle, space: SemanticSpace, centre: int, n
 # --- correspondences -------------------------------------------------------------------------------------
 
 def softmax_contrast(ws: Workspace, result: ClusteringResult, source: str) -> Alignment:
-    """Softmax retrieval over the same selected texts as the run's OT (CAE's formula, TAC's temperature):
-    the contrast that shows what the transport's column constraint changes. Computed once per run."""
+    """Softmax retrieval over the same selected texts as the run's OT, at OT's temperature (as the
+    ``cae-softmax`` ablation and Theorem 1 compare them): what the column constraint changes."""
     selection = getattr(result.semantic_space, source)
     config = result.config
     return ws.memo(("softmax", result.method, source), lambda: softmax_alignment(
-        ws.bundle.image_embeddings, selection.embeddings, temperature=config.retrieval_tau,
+        ws.bundle.image_embeddings, selection.embeddings, temperature=config.epsilon,
         top_k=config.top_matches, device=config.device))
 
 
@@ -159,9 +159,33 @@ def matches(alignment: Alignment, selection: TextSelection, image: int, n: int =
 
 
 def fusion_weights(result: ClusteringResult, image: int) -> pd.DataFrame:
-    """(modality, weight) of one image's adaptive fusion."""
-    return pd.DataFrame({"modality": list(result.fusion.modalities),
-                         "weight": result.fusion.weights[image].astype(float)})
+    """One image's fusion per modality: its weight, its cosine to the prototype, the modality's offset
+    (mean cosine over the images: the modality gap's share) and the image's deviation from it."""
+    fusion = result.fusion
+    return pd.DataFrame({"modality": list(fusion.modalities), "weight": fusion.weights[image].astype(float),
+                         "cosine to prototype": fusion.prototype_cosine[image].astype(float),
+                         "offset": fusion.offset.astype(float),
+                         "deviation": fusion.deviation[image].astype(float)})
+
+
+def fusion_note(result: ClusteringResult, image: int) -> tuple[str, str]:
+    """(``"warning"`` or ``"info"``, a sentence) saying whether the modality gap drives this image's weights."""
+    fusion = result.fusion
+    spread = float(np.ptp(fusion.offset))
+    own = float(np.ptp(fusion.deviation[image]))
+    if fusion.weighting == "equal":
+        return "info", "Equal weights: this method does not weigh the modalities per image."
+    if fusion.weighting == "paper" and fusion.gap_dominated[image]:
+        return "warning", (f"These weights are driven by the modality gap: the modalities' mean cosines to the "
+                           f"prototype differ by {spread:.3f}, this image's own deviations by only {own:.3f}, "
+                           f"and γ = {result.config.gamma:g} turns that constant into the weights (the paper's "
+                           f"formula as written). The default fusion removes the offsets first.")
+    if fusion.weighting == "paper":
+        return "info", "Weights from the raw cosines (the paper's formula); here the image's own deviations " \
+                       "outweigh the modality gap."
+    return "info", (f"Gap-free weights: each modality's mean cosine to the prototype (its offset, which differs "
+                    f"by {spread:.3f} between modalities: CLIP's modality gap) is removed, so γ = "
+                    f"{result.config.gamma:g} acts on this image's own deviations (spread {own:.3f}).")
 
 
 def cluster_label(result: ClusteringResult, cluster: int) -> str:

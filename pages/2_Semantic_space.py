@@ -19,7 +19,8 @@ run_centres, run_per_centre = views.space_settings(ws)
 
 left, right, note = st.columns([1, 1, 2], vertical_alignment="bottom")
 n_centres = int(left.number_input("Centres n", 1, bundle.n_images, run_centres,
-                                  help=f"CAE's default is max(K, N/300) = {run_centres} for these images."))
+                                  help=f"The default is N/300 (CAE), or 3K where N/300 < K (TAC's code): "
+                                       f"{run_centres} for these images."))
 per_centre = int(right.number_input("Texts per centre (top K)", 1, 1000, run_per_centre,
                                     help="TAC's public code keeps 5; CAE says top-K without a value."))
 if (n_centres, per_centre) != (run_centres, run_per_centre) or "cae" not in ws.results:

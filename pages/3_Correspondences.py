@@ -76,6 +76,9 @@ with user_errors():
                         text=weights["weight"].map("{:.2f}".format), color="modality")
         figure.update_layout(showlegend=False, margin=dict(l=0, r=0, t=0, b=0), yaxis_title=None)
         picture.plotly_chart(figure, key="fusion-weights", config={"displayModeBar": False})
+        level, note = views.fusion_note(result, image)
+        (picture.warning if level == "warning" else picture.caption)(note)
+        picture.dataframe(weights.drop(columns="weight").round(4), hide_index=True)
 
     with details:
         for source in views.SOURCES:
@@ -92,7 +95,8 @@ with user_errors():
             ot_column.caption("Optimal transport (CAE): share of the image's mass")
             ot_column.dataframe(views.matches(alignment, selection, image), hide_index=True,
                                 column_config=column_config)
-            softmax_column.caption(f"Softmax retrieval (τ = {result.config.retrieval_tau}) for contrast")
+            softmax_column.caption(f"Softmax retrieval at the same temperature (τ = ε = {result.config.epsilon:g}) "
+                                   "for contrast")
             softmax_column.dataframe(views.matches(contrast, selection, image), hide_index=True,
                                      column_config=column_config)
         st.caption("Softmax lets every image pick its favourite texts independently, so a few texts take most "

@@ -108,13 +108,17 @@ def test_semantic_space_page(workspace):
     centres, = tables_with(at, "top nouns")
     n_centres = workspace.results["cae"].semantic_space.n_centres
     assert len(centres) == n_centres and centres["images"].sum() == 300
-    assert centres["top nouns"].str.contains("noun").all()
+    # 3K centres for 300 images of 10 classes: a centre may win no noun, and then shows none
+    chosen = centres["top nouns"][centres["top nouns"] != ""]
+    assert len(chosen) >= 10 and chosen.str.startswith("noun").all()
     assert at.metric[0].value == str(n_centres)
     selected = [frame.value for frame in at.dataframe if "score" in frame.value.columns]
     assert len(selected) == 2 and selected[0]["text"].str.startswith("noun").all()
     assert selected[1]["text"].str.startswith("caption").all()
     assert plotly_specs(at)  # how the texts distribute over the centres
-    assert len(images_on(at)) == 8  # the images closest to the chosen centre
+    space = workspace.results["cae"].semantic_space
+    first_centre_size = int((space.centre_of_image == 0).sum())
+    assert len(images_on(at)) == min(8, first_centre_size)  # the images closest to the chosen centre
 
     # editing the settings rebuilds the space and the page follows
     at.number_input[0].set_value(n_centres + 3).run()

@@ -39,7 +39,8 @@ def test_pair_similarities_by_hand():
     fused = np.zeros((len(image), 2))
     fused[0], fused[1] = [3, 4], [4, 3]  # not unit: cosine 24/25
     result = ClusteringResult("cae", 2, 0, CaeConfig(), np.zeros(len(image), dtype=np.int64), fused, None, {},
-                              None, _alignment(noun), _alignment(caption), Fusion(("image",), np.ones((4, 1)), fused),
+                              None, _alignment(noun), _alignment(caption), Fusion(("image",), np.ones((4, 1)), fused, np.ones((4, 1)),
+                                                                          np.ones(1), "equal", False),
                               [])
     similarity = interpret.pair_similarities(result, bundle, 0, 1)
     assert similarity["image"] == pytest.approx(float(image[0] @ image[1]), abs=1e-6)
