@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cae_core.export import comparison_table
+from cae_core.analysis import comparison_table
 from explorer.widgets import DATASET_PAGE, escape_markdown, page_header, run_controls
 
 STEPS = (

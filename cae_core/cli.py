@@ -10,10 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-from .bundle import load_bundle
+from .inputs.bundle import load_bundle
 from .errors import CaeError
-from .fusion import COMBINES
-from .pipeline import FUSION_CHOICES, METHODS, CaeConfig, run_method, run_methods
+from .method.fusion import COMBINES
+from .method.methods import FUSION_CHOICES, METHODS, CaeConfig
+from .method.run import run_method, run_methods
 
 
 def _progress_printer(quiet: bool):
@@ -72,7 +73,7 @@ def _list_of(kind):
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from .export import write_run
+    from .analysis.export import write_run
 
     bundle = load_bundle(args.features)
     result = run_method(bundle, args.method, args.clusters, config=_config(args), seed=args.seed,
@@ -85,7 +86,7 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .export import comparison_table, write_comparison
+    from .analysis.export import comparison_table, write_comparison
 
     bundle = load_bundle(args.features)
     results = run_methods(bundle, list(METHODS), args.clusters, config=_config(args), seed=args.seed,
@@ -97,8 +98,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from .export import write_sweep
-    from .sweep import summary_markdown, sweep
+    from .analysis.export import write_sweep
+    from .analysis.sweep import summary_markdown, sweep
 
     grid = {field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field)}
     bundle = load_bundle(args.features)
@@ -111,14 +112,14 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .bench import run_benchmarks
+    from .benchmarks import run_benchmarks
 
     print(json.dumps(run_benchmarks(quick=args.quick, verbose=not args.json)))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .encode import add_cache_parser, add_encode_parser
+    from .inputs.encode import add_cache_parser, add_encode_parser
 
     parser = argparse.ArgumentParser(prog="python -m cae_core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

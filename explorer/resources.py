@@ -9,9 +9,9 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from cae_core.cache import cache_dir
-from cae_core.encoders import ClipModel, load_clip
-from cae_core.errors import CaeError
+from cae_core import CaeError
+from cae_core.files import atomic_write_bytes
+from cae_core.inputs import ClipModel, cache_dir, load_clip
 
 UPLOADS_KEY = "saved-uploads"
 LOAD_RETRY_S = 600  # a model that failed to load (offline, say) is tried again after this long
@@ -62,9 +62,6 @@ def saved_upload(upload: UploadedFile) -> Path:
         safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name)[-80:] or "upload"
         path = cache_dir() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:16]}-{safe_name}"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.partial")
-            partial.write_bytes(data)
-            partial.replace(path)  # atomic: a reader never sees half an upload
+            atomic_write_bytes(path, data)  # a reader never sees half an upload
         saved[upload.file_id] = path
     return saved[upload.file_id]

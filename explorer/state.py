@@ -9,8 +9,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import streamlit as st
 
-from cae_core.bundle import FeaturesBundle
-from cae_core.pipeline import CaeConfig, ClusteringResult
+from cae_core import CaeConfig, ClusteringResult, FeaturesBundle
 
 WORKSPACE_KEY = "workspace"
 T = TypeVar("T")

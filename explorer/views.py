@@ -6,19 +6,17 @@ that a rerun (a click, the next image) only slices what was computed once.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
-from cae_core.alignment import Alignment, softmax_alignment
-from cae_core.bundle import FeaturesBundle
-from cae_core.interpret import representations
-from cae_core.pipeline import ClusteringResult
-from cae_core.projection import project
-from cae_core.semantic_space import SemanticSpace, TextSelection, build_semantic_space, default_n_centres
+from cae_core import Alignment, Bank, ClusteringResult, FeaturesBundle, SemanticSpace, TextSelection, \
+    default_n_centres
+from cae_core.analysis import project, representations
+from cae_core.method import align_bank, semantic_space_for
 
 from .state import Workspace
-
-SOURCES = ("nouns", "captions")
 
 
 # --- data sets -------------------------------------------------------------------------------------------
@@ -61,11 +59,9 @@ def semantic_space(ws: Workspace, n_centres: int, per_centre: int) -> SemanticSp
     if result is not None and result.semantic_space is not None \
             and (result.semantic_space.n_centres, result.config.texts_per_centre) == (n_centres, per_centre):
         return result.semantic_space
-    bundle = ws.bundle
-    return ws.memo(("space", n_centres, per_centre), lambda: build_semantic_space(
-        bundle.image_embeddings, n_centres, noun_embeddings=bundle.noun_embeddings, nouns=bundle.nouns,
-        caption_embeddings=bundle.caption_embeddings, captions=bundle.captions, per_centre=per_centre,
-        seed=ws.seed, device=ws.config.device))
+    config = dataclasses.replace(ws.config, n_centres=n_centres, texts_per_centre=per_centre)
+    return ws.memo(("space", n_centres, per_centre),
+                   lambda: semantic_space_for(ws.bundle, tuple(Bank), n_centres, config, ws.seed))
 
 
 def _texts_of_centre(selection: TextSelection, centre: int, n: int | None = None) -> list[str]:
@@ -79,18 +75,16 @@ def centre_table(space: SemanticSpace) -> pd.DataFrame:
     rows = []
     for centre in range(space.n_centres):
         row = {"centre": centre, "images": int(sizes[centre])}
-        for source in SOURCES:
-            selection = getattr(space, source)
-            if selection is not None:
-                row[f"{source} selected"] = int(np.sum(selection.centre == centre))
-                row[f"top {source}"] = " · ".join(_texts_of_centre(selection, centre, 3))
+        for bank, selection in space.selections.items():
+            row[f"{bank} selected"] = int(np.sum(selection.centre == centre))
+            row[f"top {bank}"] = " · ".join(_texts_of_centre(selection, centre, 3))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def centre_selection(space: SemanticSpace, source: str, centre: int) -> pd.DataFrame:
+def centre_selection(space: SemanticSpace, bank: Bank, centre: int) -> pd.DataFrame:
     """The texts of one bank that ``centre`` selected, with their confidence, best first."""
-    selection = getattr(space, source)
+    selection = space.selections[bank]
     rows = np.flatnonzero(selection.centre == centre)
     return pd.DataFrame({"text": selection.texts[rows].astype(str), "score": selection.score[rows].astype(float),
                          "bank row": selection.bank_index[rows]})
@@ -99,32 +93,23 @@ def centre_selection(space: SemanticSpace, source: str, centre: int) -> pd.DataF
 def union_sizes(space: SemanticSpace) -> dict[str, int]:
     """Selected texts per bank and distinct strings among them (WordNet keeps one row per sense)."""
     sizes = {}
-    for source in SOURCES:
-        selection = getattr(space, source)
-        if selection is not None:
-            sizes[source] = len(selection)
-            sizes[f"distinct {source}"] = len(set(selection.texts.tolist()))
+    for bank, selection in space.selections.items():
+        sizes[bank.value] = len(selection)
+        sizes[f"distinct {bank}"] = len(set(selection.texts.tolist()))
     return sizes
 
 
 def text_distribution(ws: Workspace, n_centres: int, per_centre: int) -> pd.DataFrame:
     """Long table (centre, bank, stage, texts): how many texts of each bank prefer each centre, and how
-    many of those the top-K filter kept. The preference is the argmax of the softmax over centres, i.e.
-    of the cosine, so it is computed here without the engine's softmax."""
-    bundle = ws.bundle
+    many of those the top-K filter kept (both read from the engine's selection)."""
     space = semantic_space(ws, n_centres, per_centre)
 
     def compute() -> pd.DataFrame:
         frames = []
-        for source, bank in (("nouns", bundle.noun_embeddings), ("captions", bundle.caption_embeddings)):
-            selection = getattr(space, source)
-            if selection is None:
-                continue
-            preferred = np.concatenate([np.argmax(bank[start:start + 65536] @ space.centres.T, axis=1)
-                                        for start in range(0, len(bank), 65536)])
-            for stage, centres in (("prefer the centre", preferred), ("selected", selection.centre)):
+        for bank, selection in space.selections.items():
+            for stage, centres in (("prefer the centre", selection.bank_centre), ("selected", selection.centre)):
                 counts = np.bincount(centres, minlength=space.n_centres)
-                frames.append(pd.DataFrame({"centre": np.arange(space.n_centres), "bank": source,
+                frames.append(pd.DataFrame({"centre": np.arange(space.n_centres), "bank": bank.value,
                                             "stage": stage, "texts": counts}))
         return pd.concat(frames, ignore_index=True)
 
@@ -140,14 +125,12 @@ def centre_examples(bundle: FeaturesBundle, space: SemanticSpace, centre: int, n
 
 # --- correspondences -------------------------------------------------------------------------------------
 
-def softmax_contrast(ws: Workspace, result: ClusteringResult, source: str) -> Alignment:
-    """Softmax retrieval over the same selected texts as the run's OT, at OT's temperature (as the
-    ``cae-softmax`` ablation and Theorem 1 compare them): what the column constraint changes."""
-    selection = getattr(result.semantic_space, source)
-    config = result.config
-    return ws.memo(("softmax", result.method, source), lambda: softmax_alignment(
-        ws.bundle.image_embeddings, selection.embeddings, temperature=config.epsilon,
-        top_k=config.top_matches, device=config.device))
+def softmax_contrast(ws: Workspace, result: ClusteringResult, bank: Bank) -> Alignment:
+    """Softmax retrieval over the same selected texts as the run's OT, as the ``cae-softmax`` ablation
+    does it (OT's temperature, Theorem 1): what the column constraint changes."""
+    selection = result.aligned[bank].selection
+    return ws.memo(("softmax", result.method, bank),
+                   lambda: align_bank(ws.bundle.image_embeddings, selection, "softmax", result.config))
 
 
 def matches(alignment: Alignment, selection: TextSelection, image: int, n: int = 5) -> pd.DataFrame:
@@ -191,17 +174,17 @@ def fusion_note(result: ClusteringResult, image: int) -> tuple[str, str]:
 def cluster_label(result: ClusteringResult, cluster: int) -> str:
     """``cluster 3 · 412 images · dog, puppy, …`` from the run's cluster texts."""
     entry = result.cluster_texts[cluster]
-    words = ", ".join(entry["nouns"][:3])
-    return f"cluster {cluster} · {entry['size']} images" + (f" · {words}" if words else "")
+    words = ", ".join(entry.nouns[:3])
+    return f"cluster {cluster} · {entry.size} images" + (f" · {words}" if words else "")
 
 
 # --- embedding maps --------------------------------------------------------------------------------------
 
-def map_texts(space: SemanticSpace, representation: str) -> list[tuple[str, TextSelection]]:
+def map_texts(space: SemanticSpace, representation: str) -> list[tuple[Bank, TextSelection]]:
     """The selected texts that live in the same space as ``representation`` (none for fused features,
     whose dimension is that of the concatenation)."""
-    sources = {"image": SOURCES, "noun": ("nouns",), "caption": ("captions",)}.get(representation, ())
-    return [(source, getattr(space, source)) for source in sources if getattr(space, source) is not None]
+    banks = {"image": tuple(Bank), "noun": (Bank.NOUNS,), "caption": (Bank.CAPTIONS,)}.get(representation, ())
+    return [(bank, space.selections[bank]) for bank in banks if bank in space.selections]
 
 
 def embedding_map(ws: Workspace, result: ClusteringResult, representation: str, with_texts: bool,
@@ -222,9 +205,9 @@ def embedding_map(ws: Workspace, result: ClusteringResult, representation: str, 
         images = pd.DataFrame({"index": index, "x": coordinates[0][:, 0], "y": coordinates[0][:, 1],
                                "cluster": result.assignments[index].astype(str),
                                "class": [bundle.label_name(int(label)) for label in labels]})
-        text_rows = [pd.DataFrame({"text": selection.texts.astype(str), "bank": source,
+        text_rows = [pd.DataFrame({"text": selection.texts.astype(str), "bank": bank.value,
                                    "x": xy[:, 0], "y": xy[:, 1]})
-                     for (source, selection), xy in zip(texts, coordinates[1:])]
+                     for (bank, selection), xy in zip(texts, coordinates[1:])]
         texts_table = pd.concat(text_rows, ignore_index=True) if text_rows else \
             pd.DataFrame(columns=["text", "bank", "x", "y"])
         return images, texts_table

@@ -14,10 +14,8 @@ from typing import Iterator, Sequence
 import streamlit as st
 from PIL import Image, ImageOps
 
-from cae_core.bundle import FeaturesBundle
-from cae_core.errors import CaeError
-from cae_core.pipeline import METHODS, ClusteringResult, run_methods
-from cae_core.sources import load_image
+from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_methods
+from cae_core.inputs import load_image
 
 from .state import Workspace, workspace
 

@@ -7,12 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from cae_core.bundle import load_bundle
-from cae_core.corpora import TAC_TEMPLATES
-from cae_core.encode import encode_dataset
-from cae_core.config import data_dir
-from cae_core.sources import BENCHMARKS, allowed_roots, dataset_choices, open_image_source, \
-    resolve_allowed_path
+from cae_core import data_dir, load_bundle
+from cae_core.inputs import BENCHMARKS, TAC_TEMPLATES, allowed_roots, dataset_choices, encode_dataset, \
+    open_image_source, resolve_allowed_path
 from explorer import views
 from explorer.widgets import escape_markdown, image_grid, page_header, run_controls, show_error, user_errors
 from explorer.resources import clip_model, open_clip_models, pretrained_tags, saved_upload

@@ -8,6 +8,8 @@ import time
 import plotly.express as px
 import streamlit as st
 
+from cae_core import Bank
+
 from explorer import views
 from explorer.widgets import image_grid_for, page_header, require_bundle, run_all, user_errors
 
@@ -45,7 +47,7 @@ with user_errors():
     columns[0].metric("Centres", space.n_centres)
     for column, (name, value) in zip(columns[1:], sizes.items()):
         column.metric(name.capitalize(), f"{value:,}")
-    st.caption(f"Union of the selected texts: {sum(sizes.get(source, 0) for source in views.SOURCES):,} "
+    st.caption(f"Union of the selected texts: {sum(len(selection) for selection in space.selections.values()):,} "
                f"(from banks of {len(bundle.nouns):,} nouns and {len(bundle.captions):,} captions). "
                f"Shown in {elapsed:.2f} s (built once per setting, then kept for this session).")
 
@@ -66,10 +68,10 @@ with user_errors():
     centre = st.selectbox("Centre", range(space.n_centres),
                           format_func=lambda c: f"centre {c} · {table.at[c, 'images']} images")
     nouns_column, captions_column = st.columns(2)
-    for column, source in ((nouns_column, "nouns"), (captions_column, "captions")):
-        if getattr(space, source) is not None:
-            column.markdown(f"**{source.capitalize()} selected by centre {centre}**")
-            column.dataframe(views.centre_selection(space, source, centre), hide_index=True,
+    for column, bank in zip((nouns_column, captions_column), Bank):
+        if bank in space.selections:
+            column.markdown(f"**{bank.capitalize()} selected by centre {centre}**")
+            column.dataframe(views.centre_selection(space, bank, centre), hide_index=True,
                              column_config={"score": st.column_config.ProgressColumn(
                                  "score", format="%.3f", min_value=0.0, max_value=1.0)})
     st.markdown(f"**Images closest to centre {centre}**")

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from cae_core.interpret import images_matching_noun
+from cae_core.analysis import images_matching_noun
 from explorer import views
 from explorer.widgets import escape_markdown, image_caption, page_header, require_run, thumbnail, user_errors
 
@@ -81,13 +81,10 @@ with user_errors():
         picture.dataframe(weights.drop(columns="weight").round(4), hide_index=True)
 
     with details:
-        for source in views.SOURCES:
-            alignment = result.noun_alignment if source == "nouns" else result.caption_alignment
-            selection = getattr(result.semantic_space, source)
-            if alignment is None:
-                continue
-            contrast = views.softmax_contrast(ws, result, source)
-            st.markdown(f"**{source.capitalize()}**")
+        for bank, part in result.aligned.items():
+            alignment, selection = part.alignment, part.selection
+            contrast = views.softmax_contrast(ws, result, bank)
+            st.markdown(f"**{bank.capitalize()}**")
             ot_column, softmax_column = st.columns(2)
             column_config = {"mass": st.column_config.ProgressColumn("mass", format="%.3f", min_value=0.0,
                                                                       max_value=1.0),

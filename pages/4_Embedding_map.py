@@ -11,7 +11,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from cae_core.interpret import representations
+from cae_core.analysis import representations
 from explorer import views
 from explorer.widgets import image_grid_for, page_header, require_run, user_errors
 

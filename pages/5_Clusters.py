@@ -6,9 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from cae_core import interpret
-from cae_core.export import bundle_bytes, comparison_table, run_files
-from cae_core.pipeline import METHODS
+from cae_core import METHODS, analysis
+from cae_core.analysis import bundle_bytes, comparison_table, run_files
 from explorer.widgets import MAIN_METHOD, escape_markdown, image_caption, image_grid, image_grid_for, page_header, \
     require_run
 
@@ -36,7 +35,7 @@ comparison = comparison_table(ws.results)
 st.dataframe(comparison.assign(description=[METHODS[name].description for name in comparison["method"]]),
              hide_index=True, column_config={key: st.column_config.NumberColumn(format="percent")
                                                     for key in ("acc", "nmi", "ari")})
-scores = interpret.metrics_long(ws.results)
+scores = analysis.metrics_long(ws.results)
 if not scores.empty:
     st.plotly_chart(px.bar(scores, x="method", y="value", color="metric", barmode="group", range_y=(0, 1),
                            labels={"value": "score"}))
@@ -45,25 +44,25 @@ if bundle.has_labels:
     st.subheader("Confusion matrix")
     st.caption("Labelled images per class (rows) and cluster (columns); clusters are ordered by the class "
                "the Hungarian matching gives them, so a good clustering is heavy on the diagonal.")
-    confusion = ws.memo(("clusters-confusion", method), lambda: interpret.confusion_table(result, bundle))
+    confusion = ws.memo(("clusters-confusion", method), lambda: analysis.confusion_table(result, bundle))
     figure = px.imshow(confusion, color_continuous_scale="Blues", aspect="auto",
                        labels={"x": "cluster", "y": "class", "color": "images"})
     st.plotly_chart(figure)
 
 # --- named clusters -----------------------------------------------------------------------------
 st.subheader("Clusters named by their texts")
-summary = ws.memo(("clusters-summary", method), lambda: interpret.cluster_summary(result, bundle))
-if not result.cluster_texts or not any(entry["nouns"] or entry["captions"] for entry in result.cluster_texts):
+summary = ws.memo(("clusters-summary", method), lambda: analysis.cluster_summary(result, bundle))
+if not result.cluster_texts or not any(entry.nouns or entry.captions for entry in result.cluster_texts):
     st.caption(f"{method} aligns no texts, so its clusters have no names; pick a CAE variant to name them.")
 st.dataframe(summary, hide_index=True)
 
-names = {entry["cluster"]: ", ".join(entry["nouns"][:3]) for entry in result.cluster_texts}
+names = {entry.cluster: ", ".join(entry.nouns[:3]) for entry in result.cluster_texts}
 cluster = st.selectbox("Gallery of cluster", range(result.n_clusters),
                        format_func=lambda k: f"{k} · {names.get(k) or 'unnamed'} ({summary['size'][k]} images)")
 entry = result.cluster_texts[cluster]
-st.markdown(f"**Cluster {cluster}: {escape_markdown(', '.join(entry['nouns']) or 'no nouns')}**")
-if entry["captions"]:
-    st.dataframe(pd.DataFrame({"captions with the most transport mass": entry["captions"]}), hide_index=True)
+st.markdown(f"**Cluster {cluster}: {escape_markdown(', '.join(entry.nouns) or 'no nouns')}**")
+if entry.captions:
+    st.dataframe(pd.DataFrame({"captions with the most transport mass": entry.captions}), hide_index=True)
 image_grid_for(ws, (result.assignments == cluster).nonzero()[0][:GALLERY_SIZE])
 
 # --- two methods compared image by image --------------------------------------------------------
@@ -74,12 +73,12 @@ others = [name for name in ws.results if name != method_a]
 method_b = right.selectbox("Second method", others,
                            index=others.index("clip-kmeans") if "clip-kmeans" in others else 0, key="change-b")
 result_a, result_b = ws.results[method_a], ws.results[method_b]
-changed = ws.memo(("clusters-changed", method_a, method_b), lambda: interpret.changed_images(result_a, result_b))
+changed = ws.memo(("clusters-changed", method_a, method_b), lambda: analysis.changed_images(result_a, result_b))
 st.metric("Images in another cluster", f"{len(changed):,} of {bundle.n_images:,}",
           help="After matching the second method's cluster ids to the first's (Hungarian matching on the "
                "images they share), so a mere renumbering changes nothing.")
 if len(changed):
-    mapped = interpret.aligned_assignments(result_a.assignments, result_b.assignments)
+    mapped = analysis.aligned_assignments(result_a.assignments, result_b.assignments)
     shown = changed[:CHANGED_EXAMPLES]
     image_grid([ws.image_path(int(i)) for i in shown],
                [f"{image_caption(ws, int(i))} · {result_a.assignments[i]} → {mapped[i]}" for i in shown])

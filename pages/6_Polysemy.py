@@ -10,10 +10,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from cae_core import interpret
-from cae_core.corpora import flickr8k_captions, flickr30k_captions, noun_senses
-from cae_core.encoders import ClipModel
-from cae_core.errors import CaeError
+from cae_core import CaeError, analysis
+from cae_core.inputs import ClipModel, flickr8k_captions, flickr30k_captions, noun_senses
 from explorer.resources import clip_model, clip_problem
 from explorer.widgets import escape_markdown, image_grid_for, page_header, run_controls, user_errors
 
@@ -37,14 +35,14 @@ def senses_table(word: str) -> pd.DataFrame:
 def corpus_mentions(corpus: str, word: str) -> tuple[int, list[str]]:
     """How many captions of ``corpus`` mention ``word``, and the first of them."""
     captions = CORPORA[corpus]().captions
-    index = interpret.captions_mentioning(captions, word)
+    index = analysis.captions_mentioning(captions, word)
     return len(index), captions[index[:MENTIONS_SHOWN]].tolist()
 
 
 def text_tower(bundle) -> tuple[ClipModel | None, str]:
     """The model that made ``bundle`` and a note on its weights, or None and why it cannot be loaded."""
     try:
-        model, pretrained = interpret.text_model_of(bundle.metadata)
+        model, pretrained = analysis.text_model_of(bundle.metadata)
     except CaeError as error:
         return None, str(error).rstrip(".")
     problem = clip_problem(model, pretrained)
@@ -54,7 +52,7 @@ def text_tower(bundle) -> tuple[ClipModel | None, str]:
     if pretrained is None:
         return clip, (f"{model} with random weights: the initialisation that encoded the captions only if this "
                       "server encoded the bundle; otherwise the two sides do not even share a space")
-    if interpret.checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
+    if analysis.checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
         return clip, (f"{model}, {pretrained}; this checkpoint file changed since the bundle was encoded: if its "
                       "weights did, these cosines are meaningless")
     return clip, f"{model}, {pretrained}"
@@ -68,8 +66,8 @@ def gloss_closeness(ws, bundle, word: str, senses: pd.DataFrame, shown: np.ndarr
         return None, note
     try:
         with st.spinner("Encoding the glosses…"):
-            glosses = interpret.encode_glosses(clip, word, senses["gloss"].tolist())
-        table = interpret.sense_caption_similarity(glosses, bundle.caption_embeddings[shown], bundle.captions[shown],
+            glosses = analysis.encode_glosses(clip, word, senses["gloss"].tolist())
+        table = analysis.sense_caption_similarity(glosses, bundle.caption_embeddings[shown], bundle.captions[shown],
                                                    senses["synset"].tolist())
     except CaeError as error:
         return None, str(error).rstrip(".")
@@ -129,33 +127,33 @@ if noun_run is None or cae is None:
 images = np.zeros(0, dtype=np.int64)
 if noun_run is not None and cae is not None:
     top = st.slider("An image matches when the word is among its heaviest matched nouns, top", 1,
-                    noun_run.noun_alignment.top_text.shape[1], min(interpret.TOP_NOUNS,
+                    noun_run.noun_alignment.top_text.shape[1], min(analysis.TOP_NOUNS,
                                                                    noun_run.noun_alignment.top_text.shape[1]))
-    images = interpret.images_matching_noun(noun_run, word, top)
+    images = analysis.images_matching_noun(noun_run, word, top)
     if not len(images):
         st.info(f"No image of {ws.dataset_name or 'the loaded data'} has “{word}” among its top {top} "
                 f"OT-matched nouns (the semantic space may not have selected it). The text side is below.")
 
 if len(images):
-    senses_matched = interpret.matched_senses(noun_run, bundle, word, images, top)
+    senses_matched = analysis.matched_senses(noun_run, bundle, word, images, top)
     classes = [bundle.label_name(int(label)) for label in bundle.labels[images]] if bundle.has_labels \
         else senses_matched
     group_names, groups = np.unique(classes, return_inverse=True)
     st.write(f"{len(images):,} images, by {'true class' if bundle.has_labels else 'matched sense'}:")
     st.dataframe(pd.crosstab(pd.Series(classes, name="class" if bundle.has_labels else "sense"),
                              pd.Series(senses_matched, name="noun row's synset")))
-    if not ws.memo(("polysemy-distinct", word), lambda: interpret.senses_distinguishable(bundle, word)):
+    if not ws.memo(("polysemy-distinct", word), lambda: analysis.senses_distinguishable(bundle, word)):
         st.caption("The bundle encodes the word's senses with one and the same vector (the lemma alone, as TAC "
                    "does), so the synset the noun pipeline picked is arbitrary: nouns cannot tell the senses apart.")
 
-    named = interpret.group_texts(cae, images, groups)
+    named = analysis.group_texts(cae, images, groups)
     for g, name in enumerate(group_names[:GROUPS_SHOWN]):
         members = images[groups == g]
         st.markdown(f"**{escape_markdown(name)}** · {len(members)} images · nouns: "
-                    f"{escape_markdown(', '.join(named[g]['nouns']))}")
+                    f"{escape_markdown(', '.join(named[g].nouns))}")
         image_grid_for(ws, members[:GROUP_IMAGES])
-        if named[g]["captions"]:
-            st.dataframe(pd.DataFrame({"captions OT matched to these images": named[g]["captions"]}),
+        if named[g].captions:
+            st.dataframe(pd.DataFrame({"captions OT matched to these images": named[g].captions}),
                          hide_index=True)
 
     if len(group_names) > 1:
@@ -163,12 +161,12 @@ if len(images):
         st.caption("Mean cosine of two matched images of the same group and of different groups; the fused "
                    "features separate the senses when the between-group similarity drops.")
         sample, sample_groups = images[:SEPARATION_SAMPLE], groups[:SEPARATION_SAMPLE]
-        separation = interpret.separation(cae, bundle, sample, sample_groups)
+        separation = analysis.separation(cae, bundle, sample, sample_groups)
         st.plotly_chart(px.bar(separation.melt("representation", ["within", "between"], "pairs", "cosine"),
                                x="representation", y="cosine", color="pairs", barmode="group"))
         st.dataframe(separation, hide_index=True)
         shared = pd.DataFrame([{"method": name, "pairs of different groups sharing a cluster":
-                                interpret.shared_cluster_rate(run.assignments, sample, sample_groups)}
+                                analysis.shared_cluster_rate(run.assignments, sample, sample_groups)}
                                for name, run in ws.results.items()])
         st.dataframe(shared, hide_index=True,
                      column_config={shared.columns[1]: st.column_config.NumberColumn(format="percent")})
@@ -188,14 +186,14 @@ if cae is not None:
     with right:
         image_grid_for(ws, [j], columns=2)
     similarity = pd.DataFrame([{"representation": name, "cosine": value}
-                               for name, value in interpret.pair_similarities(cae, bundle, i, j).items()])
+                               for name, value in analysis.pair_similarities(cae, bundle, i, j).items()])
     st.plotly_chart(px.bar(similarity, x="representation", y="cosine", range_y=(-1, 1)))
     st.dataframe(similarity, hide_index=True)
 
 # --- the text side ------------------------------------------------------------------------------
 st.subheader("Captions that mention the word")
 # cached per word: a full caption bank is 155,000 regex searches and each widget change reruns the page
-mentions = ws.memo(("polysemy-mentions", word), lambda: interpret.captions_mentioning(bundle.captions, word))
+mentions = ws.memo(("polysemy-mentions", word), lambda: analysis.captions_mentioning(bundle.captions, word))
 st.write(f"{len(mentions):,} of the bundle's {len(bundle.captions):,} captions mention “{word}”.")
 if len(mentions):
     shown = mentions[:MENTIONS_SHOWN]
@@ -210,6 +208,6 @@ if len(mentions):
         closeness = pd.DataFrame({"caption": bundle.captions[shown]})
     else:
         st.caption("Cosine of each caption with each sense's gloss, encoded as “"
-                   f"{escape_markdown(interpret.gloss_prompts(word, ['…'])[0])}” by the bundle's text tower "
+                   f"{escape_markdown(analysis.gloss_prompts(word, ['…'])[0])}” by the bundle's text tower "
                    f"({escape_markdown(note)}); closest is blank on a tie.")
     st.dataframe(closeness, hide_index=True)

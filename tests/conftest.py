@@ -37,7 +37,7 @@ def clip_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def clip_model(clip_checkpoint):
     """``TEST_MODEL`` loaded from ``clip_checkpoint`` on the CPU (shared: do not modify)."""
-    from cae_core.encoders import load_clip
+    from cae_core.inputs.encoders import load_clip
 
     return load_clip(TEST_MODEL, str(clip_checkpoint), "cpu")
 

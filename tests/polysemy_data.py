@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cae_core.bundle import FeaturesBundle
+from cae_core.inputs.bundle import FeaturesBundle
 
 CLASSES = ("crane", "black stork", "goose", "dog")
 SYNSETS = {"machine": "crane.n.04", "bird": "crane.n.05"}

@@ -11,8 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae_core.config import data_dir
-from cae_core.pipeline import run_methods
-from cae_core.synthetic import planted_bundle
+from cae_core import run_methods
+from cae_core.inputs.synthetic import planted_bundle
 from explorer.state import WORKSPACE_KEY, Workspace
 from explorer.widgets import escape_markdown
 
@@ -172,7 +172,7 @@ def test_dataset_page_refuses_paths_outside_the_allowed_roots():
 
 
 def test_dataset_page_loads_a_bundle_from_the_server(workspace, tmp_path, monkeypatch):
-    from cae_core.bundle import save_bundle
+    from cae_core.inputs.bundle import save_bundle
 
     monkeypatch.setenv("CAE_ALLOWED_ROOTS", str(tmp_path))
     path = save_bundle(workspace.bundle, tmp_path / "features.npz")
@@ -230,7 +230,7 @@ def test_escape_markdown_shows_data_literally():
 
 
 def test_projection_subsamples_and_fits_texts_jointly():
-    from cae_core.projection import project
+    from cae_core.analysis.projection import project
 
     rng = np.random.default_rng(0)
     points, texts = rng.normal(size=(120, 16)), rng.normal(size=(7, 16))

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cae_core.bundle import save_bundle
+from cae_core.inputs.bundle import save_bundle
 from cae_core.config import data_dir
-from cae_core.synthetic import planted_bundle
+from cae_core.inputs.synthetic import planted_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"

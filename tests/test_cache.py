@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from cae_core import cache
-from cae_core.cache import ChunkedStore, cache_key, cached_array, list_entries
+from cae_core.inputs import cache
+from cae_core.inputs.cache import ChunkedStore, cache_key, cached_array, list_entries
 
 
 def _batches(rows, size=3, dim=4):
@@ -110,7 +110,7 @@ def test_listing_and_clearing(fresh_cache):
 _WORKER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from cae_core.cache import ChunkedStore
+    from cae_core.inputs.cache import ChunkedStore
 
     def slow(rows):
         for start in range(0, len(rows), 2):

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cae_core.bundle import load_bundle, save_bundle
+from cae_core.inputs.bundle import load_bundle, save_bundle
 from cae_core.cli import main
-from cae_core.synthetic import planted_bundle
+from cae_core.inputs.synthetic import planted_bundle
 
 
 def cae(*args: str) -> subprocess.CompletedProcess:

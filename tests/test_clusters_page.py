@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cae_core.pipeline import METHODS, run_methods
+from cae_core import METHODS, run_methods
 from explorer.state import Workspace
 from polysemy_data import crane_bundle
 
@@ -36,7 +36,7 @@ def test_scores_names_comparison_and_changes(runs):
     names = next(frame.value for frame in at.dataframe if "majority class" in frame.value.columns)
     assert len(names) == 4 and names["nouns"].str.len().gt(0).all()
     # the gallery is headed by the cluster's nouns by transport mass
-    first_noun = results["cae"].cluster_texts[0]["nouns"][0]
+    first_noun = results["cae"].cluster_texts[0].nouns[0]
     assert any(element.value.startswith("**Cluster 0:") and first_noun in element.value for element in at.markdown)
     assert any(metric.label == "Images in another cluster" for metric in at.metric)
     labels = {button.label for button in at.get("download_button")}

@@ -8,7 +8,7 @@ import urllib.error
 import numpy as np
 import pytest
 
-from cae_core import corpora
+from cae_core.inputs import corpora
 from cae_core.errors import CaeError
 
 

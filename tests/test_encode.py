@@ -12,9 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from cae_core.bundle import load_bundle
+from cae_core.inputs.bundle import load_bundle
 from cae_core.cli import main
-from cae_core.encode import encode_dataset
+from cae_core.inputs.encode import encode_dataset
 
 NOUNS = "cat\ndog\ncrane\nsea_lion\nairplane\nship\ntruck\nfrog\n"
 
@@ -24,7 +24,7 @@ def text_files(tmp_path, shared_data):
     nouns = tmp_path / "nouns.txt"
     nouns.write_text(NOUNS)
     captions = tmp_path / "captions.txt"
-    from cae_core.corpora import flickr8k_captions
+    from cae_core.inputs.corpora import flickr8k_captions
 
     captions.write_text("\n".join(flickr8k_captions().captions[:40]))
     return nouns, captions
@@ -52,7 +52,7 @@ def test_encode_dataset_writes_a_complete_bundle(clip_model_name, clip_checkpoin
     assert meta["noun_templates"] == ["itap of a {}.", "a bad photo of the {}."]
     assert meta["nouns_corpus"] == "nouns.txt" and meta["captions_corpus"] == "captions.txt"
 
-    with caplog.at_level(logging.INFO, logger="cae_core.encoders"):  # same inputs: no model work
+    with caplog.at_level(logging.INFO, logger="cae_core.inputs.encoders"):  # same inputs: no model work
         again, _ = encode_dataset(str(shared_data / "images" / "cifar10-test"), clip_model_name,
                                   str(clip_checkpoint), str(nouns), str(captions), "cpu", 16, 10, 2)
     assert caplog.text.count(" 0 computed") == 3
@@ -76,7 +76,7 @@ def test_offline_tag_exits_2_with_one_line(shared_data, tmp_path, capsys, fresh_
 
 _ENCODER = textwrap.dedent("""
     import os, signal, sys
-    from cae_core.encoders import encode_texts, load_clip
+    from cae_core.inputs.encoders import encode_texts, load_clip
 
     model, checkpoint, kill_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
 
@@ -96,10 +96,10 @@ def test_killed_encoding_resumes_from_last_chunk(clip_model, clip_model_name, cl
     proc = subprocess.run([sys.executable, "-c", _ENCODER, clip_model_name, str(clip_checkpoint), "0.5"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    from cae_core.encoders import encode_texts
+    from cae_core.inputs.encoders import encode_texts
 
     texts = [f"caption number {i} of a dog" for i in range(48)]
-    with caplog.at_level(logging.INFO, logger="cae_core.encoders"):
+    with caplog.at_level(logging.INFO, logger="cae_core.inputs.encoders"):
         resumed = encode_texts(clip_model, texts, batch_size=4, chunk_rows=8)
     done = int(caplog.text.split(" chunk(s) from the cache")[0].split()[-1])
     assert 1 <= done < 6 and f"{6 - done} computed" in caplog.text  # only the missing chunks ran

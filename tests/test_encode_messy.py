@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from cae_core.bundle import load_bundle
+from cae_core.inputs.bundle import load_bundle
 from cae_core.cli import main
 
 CLASSES = ("airplane", "automobile")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cae_core import encoders
-from cae_core.corpora import TAC_TEMPLATES
-from cae_core.encoders import encode_images, encode_text_trimmed, encode_texts, load_clip, supports_text_trim
+from cae_core.inputs import encoders
+from cae_core.inputs.corpora import TAC_TEMPLATES
+from cae_core.inputs.encoders import encode_images, encode_text_trimmed, encode_texts, load_clip, supports_text_trim
 from cae_core.errors import CaeError
-from cae_core.sources import open_image_source
+from cae_core.inputs.sources import open_image_source
 
 NOUNS = ["crane", "ice cream", "dog", "sea lion", "cat", "golden retriever", "airplane", "dog"]
 
@@ -70,7 +70,7 @@ def test_second_encoding_comes_from_the_cache(clip_model, fresh_cache, caplog):
     first = encode_texts(clip_model, NOUNS, batch_size=4, chunk_rows=3)
     no_model = dataclasses.replace(clip_model, model=_NoModel())
     no_model.dtype  # same dtype as the real model: same cache entry
-    with caplog.at_level(logging.INFO, logger="cae_core.encoders"):
+    with caplog.at_level(logging.INFO, logger="cae_core.inputs.encoders"):
         second = encode_texts(no_model, NOUNS, batch_size=4, chunk_rows=3)
     np.testing.assert_array_equal(first, second)
     assert "3 chunk(s) from the cache, 0 computed" in caplog.text

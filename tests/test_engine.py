@@ -8,17 +8,17 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-import cae_core.alignment as alignment_module
+import cae_core.method.alignment as alignment_module
 from cae_core import METHODS, CaeConfig, CaeError, run_method, run_methods
-from cae_core.alignment import SinkhornConvergenceWarning, ot_alignment, softmax_alignment, transport_plan
-from cae_core.bench import pot_correspondence
-from cae_core.bundle import unit_rows
-from cae_core.clustering import spherical_kmeans
+from cae_core.method.alignment import SinkhornConvergenceWarning, ot_alignment, softmax_alignment, transport_plan
+from cae_core.benchmarks import pot_correspondence
+from cae_core.arrays import unit_rows
+from cae_core.method.clustering import spherical_kmeans
 from cae_core.device import with_memory_fallback
-from cae_core.fusion import fuse
-from cae_core.metrics import cluster_accuracy, evaluate
-from cae_core.semantic_space import default_n_centres
-from cae_core.synthetic import planted_bundle
+from cae_core.method.fusion import fuse
+from cae_core.method.metrics import cluster_accuracy, evaluate
+from cae_core.method.semantic_space import default_n_centres
+from cae_core.inputs.synthetic import planted_bundle
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_torch_sinkhorn_matches_pot_plan():
     np.testing.assert_allclose(correspondence, pot_correspondence(images, texts, 0.05, 1e-6, 5000), atol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore::cae_core.alignment.SinkhornConvergenceWarning")  # float32's floor: ~1e-5
+@pytest.mark.filterwarnings("ignore::cae_core.method.alignment.SinkhornConvergenceWarning")  # float32's floor: ~1e-5
 def test_sinkhorn_is_stable_at_small_epsilon():
     rng = np.random.default_rng(2)
     images, texts = rng.normal(size=(40, 8)), rng.normal(size=(10, 8))
@@ -113,7 +113,8 @@ def test_tac_notrain_matches_tacs_formula_exactly(bundle, all_results):
     retrieval /= np.linalg.norm(retrieval, axis=1, keepdims=True)
     tac_features = np.concatenate([x, retrieval], axis=1)
     np.testing.assert_allclose(2 * result.features, tac_features, atol=1e-5)
-    np.testing.assert_array_equal(result.assignments, spherical_kmeans(tac_features, 6, seed=0).labels)
+    # the same partition (restarts that reach it score equal to ~1e-8, so which one's numbering wins is noise)
+    assert adjusted_rand_score(result.assignments, spherical_kmeans(tac_features, 6, seed=0).labels) == 1.0
 
 
 def test_fusion_weights_follow_the_prototype():
@@ -258,9 +259,9 @@ def test_result_holds_every_intermediate(all_results, bundle):
     assert set(result.stage_seconds) >= {"semantic_space", "noun_alignment", "caption_alignment", "fusion", "kmeans"}
     # every cluster is named by texts of its own class ("noun 3-17" belongs to class 3)
     for entry in result.cluster_texts:
-        members = result.assignments == entry["cluster"]
+        members = result.assignments == entry.cluster
         majority = np.bincount(bundle.labels[members]).argmax()
-        assert entry["nouns"] and all(noun.split()[1].split("-")[0] == str(majority) for noun in entry["nouns"])
+        assert entry.nouns and all(noun.split()[1].split("-")[0] == str(majority) for noun in entry.nouns)
 
 
 def test_bad_requests_are_clear_errors(bundle):

@@ -11,11 +11,11 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from cae_core.bundle import load_bundle, save_bundle
+from cae_core.inputs.bundle import load_bundle, save_bundle
 from cae_core.cli import main as cli
-from cae_core.export import write_run
-from cae_core.export import run_files
-from cae_core.pipeline import METHODS, run_methods
+from cae_core.analysis.export import write_run
+from cae_core.analysis.export import run_files
+from cae_core import METHODS, run_methods
 from explorer.state import Workspace
 from polysemy_data import crane_bundle
 

@@ -1,4 +1,4 @@
-"""Engine tests of cae_core.interpret: polysemy, pair similarities, cluster names, run comparisons."""
+"""Engine tests of cae_core.analysis.interpret: polysemy, pair similarities, cluster names, run comparisons."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import re
 import numpy as np
 import pytest
 
-from cae_core import interpret
-from cae_core.alignment import Alignment
+from cae_core.analysis import interpret
+from cae_core.method.alignment import Alignment
 from cae_core.errors import CaeError
-from cae_core.fusion import Fusion
-from cae_core.pipeline import CaeConfig, ClusteringResult, run_method, run_methods
-from cae_core.synthetic import planted_bundle
+from cae_core.method.fusion import Fusion
+from cae_core import AlignedBank, Bank, CaeConfig, ClusteringResult, run_method, run_methods
+from cae_core.inputs.synthetic import planted_bundle
 from polysemy_data import CLASSES, SYNSETS, crane_bundle
 
 
@@ -38,10 +38,11 @@ def test_pair_similarities_by_hand():
     caption[0, 1], caption[1, 2] = 1, 1  # orthogonal captions: cosine 0
     fused = np.zeros((len(image), 2))
     fused[0], fused[1] = [3, 4], [4, 3]  # not unit: cosine 24/25
+    aligned = {bank: AlignedBank(bank, None, _alignment(correspondence))
+               for bank, correspondence in ((Bank.NOUNS, noun), (Bank.CAPTIONS, caption))}
+    fusion = Fusion(("image",), np.ones((4, 1)), fused, np.ones((4, 1)), np.ones(1), "equal", False)
     result = ClusteringResult("cae", 2, 0, CaeConfig(), np.zeros(len(image), dtype=np.int64), fused, None, {},
-                              None, _alignment(noun), _alignment(caption), Fusion(("image",), np.ones((4, 1)), fused, np.ones((4, 1)),
-                                                                          np.ones(1), "equal", False),
-                              [])
+                              None, aligned, fusion, [])
     similarity = interpret.pair_similarities(result, bundle, 0, 1)
     assert similarity["image"] == pytest.approx(float(image[0] @ image[1]), abs=1e-6)
     assert similarity["noun"] == pytest.approx(1.0)
@@ -72,7 +73,7 @@ def test_crane_matches_machines_and_storks(crane_runs):
     # each class's heaviest caption speaks of its own sense
     groups = np.unique(bundle.labels[images], return_inverse=True)[1]
     named = interpret.group_texts(runs["cae"], images, groups)
-    assert "construction" in named[0]["captions"][0] and "marsh" in named[1]["captions"][0]
+    assert "construction" in named[0].captions[0] and "marsh" in named[1].captions[0]
 
 
 def test_no_images_for_an_absent_word(crane_runs):
@@ -178,8 +179,8 @@ def test_cluster_names_come_from_the_majority_class():
     assert len(summary) == 5 and summary["size"].sum() == 500
     for entry, majority in zip(result.cluster_texts, summary["majority class"]):
         wanted = majority.split()[-1]  # "class 3" -> "3"; texts are named "noun 3-17"
-        assert entry["nouns"] and entry["captions"]
-        for text in entry["nouns"] + entry["captions"]:
+        assert entry.nouns and entry.captions
+        for text in entry.nouns + entry.captions:
             assert re.fullmatch(rf"(noun|caption) {wanted}-\d+", text), (text, majority)
     confusion = interpret.confusion_table(result, bundle)
     assert confusion.shape == (5, 5) and confusion.to_numpy().sum() == 500
@@ -192,8 +193,8 @@ def test_matching_and_changed_images():
     b = np.array([5, 5, 3, 3, 3, 4])  # b's 5 is a's 0, 3 is 1, 4 is 2; image 4 moved
     assert interpret.match_clusters(a, b) == {5: 0, 3: 1, 4: 2}
     assert interpret.aligned_assignments(a, b).tolist() == [0, 0, 1, 1, 1, 2]
-    runs = [ClusteringResult(name, 3, 0, CaeConfig(), assignments, np.zeros((6, 1)), None, {}, None, None,
-                             None, None, []) for name, assignments in (("x", a), ("y", b))]
+    runs = [ClusteringResult(name, 3, 0, CaeConfig(), assignments, np.zeros((6, 1)), None, {}, None, {}, None, [])
+            for name, assignments in (("x", a), ("y", b))]
     assert interpret.changed_images(*runs).tolist() == [4]
     assert interpret.changed_images(runs[0], runs[0]).tolist() == []
     assert interpret.shared_cluster_rate(a, np.arange(4), np.array([0, 0, 1, 1])) == 0.0

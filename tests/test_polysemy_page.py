@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cae_core.pipeline import run_methods
+from cae_core import run_methods
 from explorer.state import Workspace
-from cae_core.corpora import noun_senses
-from cae_core.encoders import encode_texts
+from cae_core.inputs.corpora import noun_senses
+from cae_core.inputs.encoders import encode_texts
 from polysemy_data import crane_bundle
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_Polysemy.py")

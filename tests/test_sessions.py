@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from cae_core.bundle import save_bundle
-from cae_core.pipeline import METHODS
-from cae_core.synthetic import planted_bundle
+from cae_core.inputs.bundle import save_bundle
+from cae_core import METHODS
+from cae_core.inputs.synthetic import planted_bundle
 from explorer.state import WORKSPACE_KEY
 from test_app import open_page, private_cache  # noqa: F401  (private_cache: autouse, caches in a temp folder)
 

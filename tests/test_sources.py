@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cae_core import config, sources
+from cae_core import config
+from cae_core.inputs import sources
 from cae_core.errors import CaeError
-from cae_core.sources import (Benchmark, ImageLoadError, ImageSource, dataset_choices, load_image,
+from cae_core.inputs.sources import (Benchmark, ImageLoadError, ImageSource, dataset_choices, load_image,
                               open_image_source, validate_images)
 
 DATA_DIR = config.data_dir()

@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .errors import CaeError
+from ..errors import CaeError
+from ..files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +73,6 @@ def pack_strings(strings: Iterable[str]) -> np.ndarray:
 def unpack_strings(blob: np.ndarray) -> np.ndarray:
     """Inverse of ``pack_strings``: an object array of str."""
     return np.array(blob.tobytes().decode("utf-8").split("\0"), dtype=object)
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ChunkedStore:
@@ -145,7 +133,7 @@ class ChunkedStore:
                 if not (self.path / _META).exists():
                     meta = {"description": self.description, "n_rows": self.n_rows, "chunk_rows": self.chunk_rows,
                             "n_chunks": self.n_chunks, "created": time.time(), "key_parts": self.key_parts}
-                    _write_atomic(self.path / _META, json.dumps(meta, default=str).encode())
+                    atomic_write_bytes(self.path / _META, json.dumps(meta, default=str).encode(), durable=True)
                 yield
             finally:
                 self._locked = False
@@ -198,7 +186,7 @@ class ChunkedStore:
         np.savez(buffer, **arrays)
         payload = buffer.getvalue()
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self._chunk_path(index), payload + hashlib.sha256(payload).digest())
+        atomic_write_bytes(self._chunk_path(index), payload + hashlib.sha256(payload).digest(), durable=True)
         self._loaded[index] = {name: np.asarray(array) for name, array in arrays.items()}
         self.chunks_computed += 1
 

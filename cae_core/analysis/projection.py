@@ -3,7 +3,7 @@
 Points (images) are subsampled to ``max_points`` so a map stays interactive and its fit stays in
 seconds; extra arrays (the selected texts) are kept whole and fitted jointly with the points, so
 their positions are comparable with the images' (a text near an image cluster is near it in the
-embedding, not by a separate fit). Results are cached on disk through ``cae_core.cache``.
+embedding, not by a separate fit). Results are cached on disk through ``cae_core.inputs.cache``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import warnings
 
 import numpy as np
 
-from .cache import cached_array
-from .bundle import unit_rows
-from .errors import CaeError
+from ..inputs.cache import cached_array
+from ..arrays import unit_rows
+from ..errors import CaeError
 
 PCA_DIMENSIONS = 50  # UMAP's usual pre-reduction: the neighbour search is the cost, and 50 dims keep it cheap
 N_EPOCHS = 200  # UMAP uses 200 above 10,000 points and 500 below; 200 gives the same picture here in half the time

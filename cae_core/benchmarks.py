@@ -15,11 +15,11 @@ import numpy as np
 import ot
 import torch
 
-from .alignment import EPSILON, SINKHORN_MAX_ITER, SINKHORN_TOL, ot_alignment
-from .clustering import spherical_kmeans
-from .pipeline import CaeConfig, run_method
-from .semantic_space import TEXTS_PER_CENTRE
-from .synthetic import planted_bundle
+from .method.alignment import EPSILON, SINKHORN_MAX_ITER, SINKHORN_TOL, ot_alignment
+from .method.clustering import spherical_kmeans
+from .method.run import CaeConfig, run_method
+from .method.semantic_space import TEXTS_PER_CENTRE
+from .inputs.synthetic import planted_bundle
 
 
 def _timed(function, *args, **kwargs):
@@ -96,7 +96,7 @@ def run_benchmarks(quick: bool = False, verbose: bool = True) -> dict:
         "acc_on_planted": round(result.metrics["acc"], 4),
     }
     try:
-        from .encode import text_trim_benchmark
+        from .inputs.encode import text_trim_benchmark
     except ImportError:
         log("text trim benchmark unavailable (encoders not installed)")
     else:

@@ -8,18 +8,31 @@ confident texts (TAC's public filter_nouns.py: temperature 1, 5 per centre); the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import torch
 
 from .clustering import spherical_kmeans
-from .device import as_tensor, resolve_device
-from .errors import CaeError
+from ..device import as_tensor, resolve_device
+from ..errors import CaeError
 
 CENTRES_PER_IMAGE = 1 / 300  # stated by CAE: n = N / 300 centres
 SMALL_SET_CENTRES_PER_CLUSTER = 3  # TAC's code: 3K centres for DTD and UCF-101, where N/300 < K
 TEXTS_PER_CENTRE = 5  # TAC's public code (topK = 5); CAE says "top-K" without a value
 SELECTION_TEMPERATURE = 1.0  # TAC's public code: softmax over centres of the raw cosine
+
+
+class Bank(StrEnum):
+    """A text bank: WordNet nouns or captions. Its value names it in files and tables."""
+
+    NOUNS = "nouns"
+    CAPTIONS = "captions"
+
+    @property
+    def modality(self) -> str:
+        """The singular name of its correspondence as a modality: ``"noun"`` or ``"caption"``."""
+        return self.value[:-1]
 
 
 @dataclass
@@ -28,6 +41,7 @@ class TextSelection:
 
     ``bank_index`` (S,) rows of the bank; ``centre`` (S,) the centre that chose each text;
     ``score`` (S,) its softmax confidence for that centre; ``texts`` (S,); ``embeddings`` (S, d).
+    ``bank_centre`` and ``bank_score`` (M,) hold the same for every text of the bank, chosen or not.
     """
 
     bank_index: np.ndarray
@@ -35,6 +49,8 @@ class TextSelection:
     score: np.ndarray
     texts: np.ndarray
     embeddings: np.ndarray
+    bank_centre: np.ndarray
+    bank_score: np.ndarray
 
     def __len__(self) -> int:
         return len(self.bank_index)
@@ -42,17 +58,24 @@ class TextSelection:
 
 @dataclass
 class SemanticSpace:
-    """``centres`` (n, d) unit vectors; ``centre_of_image`` (N,); the nouns and captions selected
-    (either may be None when that bank is not used)."""
+    """``centres`` (n, d) unit vectors; ``centre_of_image`` (N,); ``selections`` the texts selected
+    from each bank used."""
 
     centres: np.ndarray
     centre_of_image: np.ndarray
-    nouns: TextSelection | None
-    captions: TextSelection | None
+    selections: dict[Bank, TextSelection]
 
     @property
     def n_centres(self) -> int:
         return len(self.centres)
+
+    @property
+    def nouns(self) -> TextSelection | None:
+        return self.selections.get(Bank.NOUNS)
+
+    @property
+    def captions(self) -> TextSelection | None:
+        return self.selections.get(Bank.CAPTIONS)
 
 
 def default_n_centres(n_images: int, n_clusters: int, train_size: int | None = None) -> int:
@@ -99,22 +122,20 @@ def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.nda
     bank_index = np.concatenate(chosen).astype(np.int64)
     return TextSelection(bank_index=bank_index, centre=best_centre[bank_index],
                          score=confidence[bank_index], texts=np.asarray(texts)[bank_index],
-                         embeddings=np.asarray(text_embeddings)[bank_index])
+                         embeddings=np.asarray(text_embeddings)[bank_index], bank_centre=best_centre,
+                         bank_score=confidence)
 
 
-def build_semantic_space(image_embeddings: np.ndarray, n_centres: int, *,
-                         noun_embeddings: np.ndarray | None = None, nouns: np.ndarray | None = None,
-                         caption_embeddings: np.ndarray | None = None, captions: np.ndarray | None = None,
+def build_semantic_space(image_embeddings: np.ndarray, n_centres: int,
+                         banks: dict[Bank, tuple[np.ndarray, np.ndarray]], *,
                          per_centre: int = TEXTS_PER_CENTRE, n_init: int = 10, seed: int = 0,
                          device: str | torch.device = "auto") -> SemanticSpace:
     """k-means on ``image_embeddings`` (N, d) into ``n_centres``, then select texts from each bank.
 
-    Restarts matter here: two classes merged under one centre leave a class without texts.
+    ``banks`` maps a bank to its (embeddings (M, d), texts (M,)). Restarts matter here: two
+    classes merged under one centre leave a class without texts.
     """
     kmeans = spherical_kmeans(image_embeddings, n_centres, n_init=n_init, seed=seed, device=device)
-    noun_selection = caption_selection = None
-    if noun_embeddings is not None:
-        noun_selection = select_texts(kmeans.centres, noun_embeddings, nouns, per_centre, device=device)
-    if caption_embeddings is not None:
-        caption_selection = select_texts(kmeans.centres, caption_embeddings, captions, per_centre, device=device)
-    return SemanticSpace(kmeans.centres, kmeans.labels, noun_selection, caption_selection)
+    selections = {Bank(bank): select_texts(kmeans.centres, embeddings, texts, per_centre, device=device)
+                  for bank, (embeddings, texts) in banks.items()}
+    return SemanticSpace(kmeans.centres, kmeans.labels, selections)

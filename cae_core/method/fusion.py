@@ -23,8 +23,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from .bundle import unit_rows
-from .errors import CaeError
+from ..arrays import unit_rows
+from ..errors import CaeError
 
 GAMMA = 0.01  # stated by CAE: temperature of the softmax over modalities
 Weighting = Literal["adaptive", "paper", "equal"]

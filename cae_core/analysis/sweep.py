@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .bundle import FeaturesBundle, unit_rows
-from .errors import CaeError
-from .pipeline import METHODS, CaeConfig, ClusteringResult, run_methods
+from ..arrays import unit_rows
+from ..inputs.bundle import FeaturesBundle
+from ..errors import CaeError
+from ..progress import Progress
+from ..method.semantic_space import Bank
+from ..method.methods import METHODS, CaeConfig
+from ..method.run import ClusteringResult, run_methods
 
 # the CaeConfig fields a sweep may vary (the rest are solver or device settings)
 SWEEPABLE = ("epsilon", "gamma", "fusion", "combine", "n_centres", "train_size", "texts_per_centre",
@@ -56,9 +60,8 @@ def separation_record(result: ClusteringResult, bundle: FeaturesBundle, sample: 
     (within - between after subtracting the representation's mean) for image, noun, caption, fused."""
     record = {}
     found = {"image": bundle.image_embeddings}
-    for bank, alignment in (("noun", result.noun_alignment), ("caption", result.caption_alignment)):
-        if alignment is not None:
-            found[bank] = alignment.correspondence
+    for bank, part in result.aligned.items():
+        found[bank.modality] = part.alignment.correspondence
     if result.fusion is not None:
         found["fused"] = result.features
     labels = bundle.labels[sample]
@@ -75,11 +78,11 @@ def run_record(result: ClusteringResult) -> dict:
     record: dict = {name: result.metrics.get(name, np.nan) for name in METRICS}
     space = result.semantic_space
     record["centres_used"] = space.n_centres if space else np.nan
-    for bank, alignment in (("noun", result.noun_alignment), ("caption", result.caption_alignment)):
-        selection = space and getattr(space, f"{bank}s")
-        record[f"{bank}s_selected"] = len(selection) if alignment is not None else np.nan
-        record[f"{bank}_iterations"] = alignment.n_iter if alignment is not None else np.nan
-        record[f"{bank}_converged"] = alignment.converged if alignment is not None else np.nan
+    for bank in Bank:
+        part = result.aligned.get(bank)
+        record[f"{bank.value}_selected"] = len(part.selection) if part else np.nan
+        record[f"{bank.modality}_iterations"] = part.alignment.n_iter if part else np.nan
+        record[f"{bank.modality}_converged"] = part.alignment.converged if part else np.nan
     if result.fusion is not None:
         for column, modality in enumerate(result.fusion.modalities):
             weights = result.fusion.weights[:, column]
@@ -94,7 +97,7 @@ def run_record(result: ClusteringResult) -> dict:
 def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | None = None, *,
           methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2),
           base: CaeConfig | None = None,
-          progress: Callable[[str, float, str], None] | None = None) -> pd.DataFrame:
+          progress: Progress | None = None) -> pd.DataFrame:
     """Every method at every point of ``grid`` (CaeConfig field -> values) for every seed.
 
     Returns one row per run: ``method``, the grid's fields, ``seed``, then ``run_record`` and (when

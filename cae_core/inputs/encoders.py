@@ -20,13 +20,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import ChunkedStore, file_fingerprint, texts_digest
-from .device import resolve_device
-from .errors import CaeError
+from ..device import resolve_device
+from ..errors import CaeError
+from ..progress import Progress
 from .sources import ImageLoadError, ImageSource, SkippedFile, load_image
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, float, str], None]
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # prompts per cache chunk: an interruption loses at most this much work
 _TEXT_CHUNK_PROMPTS = 8192

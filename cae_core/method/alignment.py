@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import as_tensor, resolve_device, with_memory_fallback
+from ..device import as_tensor, resolve_device, with_memory_fallback
 
 # Inferred, not stated by CAE: eps = 0.05 on cosine scores, as SwAV uses for its Sinkhorn. Reason: one
 # image's cosines to the selected texts span ~0.1-0.3, so eps = 0.05 spreads a plan row over the few

@@ -13,8 +13,9 @@ import numpy as np
 from .bundle import FeaturesBundle, save_bundle
 from .cache import cache_dir, clear_cache, list_entries, require_writable
 from .corpora import TAC_TEMPLATES, read_caption_source, read_noun_source
-from .encoders import ClipModel, Progress, encode_images, encode_text_trimmed, encode_texts, load_clip
-from .errors import CaeError
+from ..progress import Progress
+from .encoders import ClipModel, encode_images, encode_text_trimmed, encode_texts, load_clip
+from ..errors import CaeError
 from .sources import SkippedFile, open_image_source
 
 

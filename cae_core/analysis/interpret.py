@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics.cluster import contingency_matrix
 
-from .bundle import FeaturesBundle, unit_rows
-from .errors import CaeError
-from .metrics import cluster_mapping
-from .pipeline import ClusteringResult, cluster_texts
+from ..arrays import unit_rows
+from ..inputs.bundle import FeaturesBundle
+from ..errors import CaeError
+from ..method.metrics import cluster_mapping
+from ..method.run import ClusteringResult, ClusterTexts, cluster_texts
+from ..method.semantic_space import Bank
 
 TOP_NOUNS = 3  # an image "matches" a word when the word is among its 3 heaviest OT-matched nouns
 REPRESENTATIONS = ("image", "noun", "caption", "fused")
@@ -37,9 +39,10 @@ def noun_rows(nouns: np.ndarray, word: str) -> np.ndarray:
 
 def _word_in_top(result: ClusteringResult, word: str, top: int) -> np.ndarray:
     """(N, top) bool: whether each of an image's ``top`` heaviest matched nouns is ``word``."""
-    alignment, selection = result.noun_alignment, result.semantic_space and result.semantic_space.nouns
-    if alignment is None or selection is None:
+    part = result.aligned.get(Bank.NOUNS)
+    if part is None:
         return np.zeros((len(result.assignments), 0), dtype=bool)
+    alignment, selection = part.alignment, part.selection
     is_word = np.zeros(len(selection), dtype=bool)
     is_word[noun_rows(selection.texts, word)] = True
     return is_word[alignment.top_text[:, :top]]
@@ -73,16 +76,16 @@ def matched_senses(result: ClusteringResult, bundle: FeaturesBundle, word: str, 
     return [str(bundle.noun_synsets[row]) for row in rows]
 
 
-def group_texts(result: ClusteringResult, images: np.ndarray, groups: np.ndarray, n_texts: int = 5) -> list[dict]:
+def group_texts(result: ClusteringResult, images: np.ndarray, groups: np.ndarray,
+                n_texts: int = 5) -> list[ClusterTexts]:
     """The nouns and captions with the most transport mass from each group of ``images``.
 
-    ``groups`` (len(images),) holds group ids 0..G-1; same format as ``cluster_texts``.
+    ``groups`` (len(images),) holds group ids 0..G-1; one ``ClusterTexts`` per group.
     """
     assignments = np.full(len(result.assignments), -1)
     assignments[images] = groups
     n_groups = int(groups.max()) + 1 if len(groups) else 0
-    return cluster_texts(assignments, n_groups, result.semantic_space, result.noun_alignment,
-                         result.caption_alignment, n_texts)
+    return cluster_texts(assignments, n_groups, result.aligned, n_texts)
 
 
 # --- similarities of representations ----------------------------------------------------------
@@ -90,10 +93,7 @@ def group_texts(result: ClusteringResult, images: np.ndarray, groups: np.ndarray
 def representations(result: ClusteringResult, bundle: FeaturesBundle) -> dict[str, np.ndarray]:
     """Each representation a run has: image embedding, noun and caption correspondences, fused features."""
     found = {"image": bundle.image_embeddings}
-    if result.noun_alignment is not None:
-        found["noun"] = result.noun_alignment.correspondence
-    if result.caption_alignment is not None:
-        found["caption"] = result.caption_alignment.correspondence
+    found.update({bank.modality: part.alignment.correspondence for bank, part in result.aligned.items()})
     if result.fusion is not None:
         found["fused"] = result.features
     return found
@@ -177,7 +177,7 @@ def encode_glosses(clip, word: str, glosses: Sequence[str], batch_size: int = 64
 
     Not cached on disk: a word has a handful of senses, encoded in milliseconds.
     """
-    from .encoders import encode_texts  # torch: imported only when glosses are encoded
+    from ..inputs.encoders import encode_texts  # torch: imported only when glosses are encoded
 
     if not len(glosses):
         raise CaeError("no glosses to encode")
@@ -251,10 +251,10 @@ def cluster_summary(result: ClusteringResult, bundle: FeaturesBundle) -> pd.Data
     its majority class and the share of its labelled members in that class."""
     rows = []
     for entry in result.cluster_texts:
-        row = {"cluster": entry["cluster"], "size": entry["size"], "nouns": ", ".join(entry["nouns"]),
-               "captions": " | ".join(entry["captions"])}
+        row = {"cluster": entry.cluster, "size": entry.size, "nouns": ", ".join(entry.nouns),
+               "captions": " | ".join(entry.captions)}
         if bundle.has_labels:
-            labels = bundle.labels[(result.assignments == entry["cluster"]) & (bundle.labels >= 0)]
+            labels = bundle.labels[(result.assignments == entry.cluster) & (bundle.labels >= 0)]
             if len(labels):
                 counts = np.bincount(labels)
                 row["majority class"] = bundle.label_name(int(counts.argmax()))

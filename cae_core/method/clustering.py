@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import as_tensor, resolve_device
-from .errors import CaeError
+from ..device import as_tensor, resolve_device
+from ..errors import CaeError
 
 
 @dataclass

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bundle import FeaturesBundle, unit_rows
+from ..arrays import unit_rows
+from .bundle import FeaturesBundle
 
 IMAGE_OFFSET_SHARE = 0.60  # image-image cosine of two classes (real: 0.62-0.64)
 TEXT_OFFSET_SHARE = 0.55  # text-text cosine of two classes (real: ~0.6 overall)

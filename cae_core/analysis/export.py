@@ -10,23 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bundle import FeaturesBundle, save_bundle
-from .pipeline import ClusteringResult
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from ..files import atomic_write_text
+from ..inputs.bundle import FeaturesBundle, save_bundle
+from ..method.run import ClusteringResult
 
 
 def assignments_table(result: ClusteringResult, bundle: FeaturesBundle) -> pd.DataFrame:
@@ -53,7 +39,7 @@ def metrics_json(result: ClusteringResult) -> str:
 
 
 def clusters_json(result: ClusteringResult) -> str:
-    return json.dumps(result.cluster_texts, indent=2, ensure_ascii=False)
+    return json.dumps([entry.to_dict() for entry in result.cluster_texts], indent=2, ensure_ascii=False)
 
 
 def run_files(result: ClusteringResult, bundle: FeaturesBundle) -> dict[str, str]:

@@ -7,7 +7,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from .errors import CaeError
+from ..errors import CaeError
 
 
 def _validate(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:

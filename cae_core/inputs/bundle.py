@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CaeError
+from ..errors import CaeError
+from ..files import atomic_path
 
 REQUIRED_KEYS = ("image_embeddings", "noun_embeddings", "nouns", "caption_embeddings", "captions")
 OPTIONAL_KEYS = ("labels", "image_ids", "class_names", "noun_glosses", "noun_synsets")
-
-
-def unit_rows(array, dtype=np.float32) -> np.ndarray:
-    """``array`` scaled to unit L2 norm along its last axis (all-zero rows stay zero)."""
-    array = np.asarray(array, dtype=dtype)
-    return array / np.linalg.norm(array, axis=-1, keepdims=True).clip(min=1e-12)
 
 
 @dataclass
@@ -165,20 +159,13 @@ def load_bundle(path: str | os.PathLike) -> FeaturesBundle:
 def save_bundle(bundle: FeaturesBundle, path: str | os.PathLike) -> Path:
     """Write ``bundle`` atomically (temporary file, then rename): no half-written bundle."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {key: getattr(bundle, key) for key in REQUIRED_KEYS}
     for key in OPTIONAL_KEYS:
         if getattr(bundle, key) is not None:
             arrays[key] = getattr(bundle, key)
     arrays["image_embeddings"] = arrays["image_embeddings"].astype(np.float32)
     arrays["meta_json"] = np.array(json.dumps(bundle.metadata, sort_keys=True))
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:  # numpy appends .npz to a name without it
         # compressed: fixed-width string arrays (146,347 glosses, 155,070 captions) are mostly padding
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

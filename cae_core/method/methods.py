@@ -1,0 +1,98 @@
+"""The methods by name and the settings of a run, validated when they are made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+from ..errors import CaeError
+from .alignment import EPSILON, RETRIEVAL_TAU, SINKHORN_MAX_ITER, SINKHORN_TOL, TOP_MATCHES
+from .fusion import GAMMA, Combine, check_fusion_options
+from .semantic_space import TEXTS_PER_CENTRE, Bank
+
+BOTH = (Bank.NOUNS, Bank.CAPTIONS)
+AlignmentKind = Literal["ot", "softmax", "tac"]
+MethodFusion = Literal["adaptive", "equal", "tac", "none"]
+FusionChoice = Literal["adaptive", "paper"]
+FUSION_CHOICES: tuple[str, ...] = get_args(FusionChoice)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a method does: which text sources it aligns, how, and how it fuses.
+
+    ``alignment``: ``"ot"`` (CAE), ``"softmax"`` (CAE's formula with softmax weights at OT's
+    temperature: the ablation) or ``"tac"`` (TAC's retrieval, tau = 0.005). ``fusion``:
+    ``"adaptive"`` (the run's ``CaeConfig.fusion``), ``"equal"`` (equal weights, otherwise as
+    adaptive), ``"tac"`` (TAC's plain concatenation of raw modalities) or ``"none"`` (image only).
+    """
+
+    name: str
+    description: str
+    banks: tuple[Bank, ...] = ()
+    alignment: AlignmentKind = "ot"
+    fusion: MethodFusion = "adaptive"
+
+    def __post_init__(self) -> None:
+        if self.alignment not in get_args(AlignmentKind):
+            raise CaeError(f"method {self.name!r}: unknown alignment {self.alignment!r}")
+        if self.fusion not in get_args(MethodFusion):
+            raise CaeError(f"method {self.name!r}: unknown fusion {self.fusion!r}")
+
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
+    MethodSpec("cae", "CAE: OT-aligned nouns and captions, adaptive fusion", BOTH),
+    MethodSpec("clip-kmeans", "k-means on the CLIP image embeddings", fusion="none"),
+    MethodSpec("tac-notrain", "TAC without training: softmax-retrieved nouns concatenated with the image",
+               (Bank.NOUNS,), alignment="tac", fusion="tac"),
+    MethodSpec("cae-no-captions", "CAE without captions", (Bank.NOUNS,)),
+    MethodSpec("cae-no-nouns", "CAE without nouns", (Bank.CAPTIONS,)),
+    MethodSpec("cae-softmax", "CAE with softmax retrieval at OT's temperature instead of OT", BOTH,
+               alignment="softmax"),
+    MethodSpec("cae-concat", "CAE with equal weights instead of adaptive ones", BOTH, fusion="equal"),
+)}
+
+
+@dataclass
+class CaeConfig:
+    """Settings of a run, validated on construction (``CaeError`` names the bad one).
+
+    Stated by CAE: n = N/300 centres, Sinkhorn OT, gamma = 0.01. From TAC's public code: N is the
+    training split's (``train_size``), 3K centres where N/300 < K, 5 texts per centre, tau = 0.005
+    (``retrieval_tau``, used by ``tac-notrain`` only). Inferred here, with the measurement that chose
+    each in its module: ``epsilon`` (alignment.py), the gap-free ``fusion`` and ``combine``
+    (fusion.py), k-means restarts. ``fusion="paper"`` is CAE's fusion formula as written.
+    """
+
+    n_centres: int | None = None  # None: default_n_centres(N, K, train_size)
+    train_size: int | None = None  # the training split's size, as TAC sizes the semantic space
+    texts_per_centre: int = TEXTS_PER_CENTRE
+    epsilon: float = EPSILON
+    sinkhorn_tol: float = SINKHORN_TOL
+    sinkhorn_max_iter: int = SINKHORN_MAX_ITER
+    retrieval_tau: float = RETRIEVAL_TAU
+    gamma: float = GAMMA
+    fusion: FusionChoice = "adaptive"
+    combine: Combine = "concat"
+    n_init: int = 10
+    kmeans_max_iter: int = 300
+    top_matches: int = TOP_MATCHES
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("n_centres", "train_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise CaeError(f"{name} must be a positive integer or None, got {value!r}")
+        for name in ("texts_per_centre", "sinkhorn_max_iter", "n_init", "kmeans_max_iter", "top_matches"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise CaeError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("epsilon", "sinkhorn_tol", "retrieval_tau"):
+            if not getattr(self, name) > 0:
+                raise CaeError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.fusion not in FUSION_CHOICES:
+            raise CaeError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_CHOICES)}")
+        check_fusion_options("adaptive", self.combine, self.gamma)
