@@ -7,6 +7,7 @@ each is saved to ``artifacts/screenshots/`` for people to look at. ~1-2 min.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -47,24 +49,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A served app whose allowed roots include a folder holding a features bundle of real CIFAR images."""
+def planted_cifar_bundle(folder: Path) -> Path:
+    """A features bundle in ``folder`` with planted embeddings whose images are real CIFAR-10 pictures."""
     if not CIFAR.is_dir():
         pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR} (set CAE_DATA_DIR)")
-    folder = tmp_path_factory.mktemp("browser")
     classes = sorted(path.name for path in CIFAR.iterdir() if path.is_dir())
     bundle = planted_bundle(n_images=300, n_classes=len(classes), dim=64, n_nouns=200, n_captions=300)
     bundle.class_names = np.array(classes)
     bundle.image_ids = np.array([f"{classes[label]}/{i // len(classes):04d}.jpg" for i, label in enumerate(bundle.labels)])
     bundle.metadata.update(image_root=str(CIFAR), image_source="cifar10-test (planted embeddings)")
-    bundle_path = save_bundle(bundle, folder / "features.npz")
+    return save_bundle(bundle, folder / "features.npz")
 
+
+@contextlib.contextmanager
+def serve_app(folder: Path, launcher: list[str] | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve the app (``streamlit run app.py``, or ``launcher`` given the same arguments) with ``folder`` as
+    its allowed root and cache; yields its URL once it answers its health check."""
     port = free_port()
     env = {**os.environ, "CAE_DATA_DIR": str(data_dir()), "CAE_CACHE_DIR": str(folder / "cache"),
-           "CAE_ALLOWED_ROOTS": str(folder)}
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+           "CAE_ALLOWED_ROOTS": str(folder), **(env or {})}
+    command = launcher or [sys.executable, "-m", "streamlit", "run", "app.py"]
+    process = subprocess.Popen([*command, "--server.headless", "true", "--server.port", str(port),
+                                "--browser.gatherUsageStats", "false"],
                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -77,13 +83,22 @@ def server(tmp_path_factory):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("streamlit did not start:\n" + process.stdout.read().decode()) from None
                 time.sleep(0.5)
-        yield url, bundle_path
+        yield url
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A served app whose allowed roots include a folder holding a features bundle of real CIFAR images."""
+    folder = tmp_path_factory.mktemp("browser")
+    bundle_path = planted_cifar_bundle(folder)
+    with serve_app(folder) as url:
+        yield url, bundle_path
 
 
 @pytest.fixture(scope="module")
