@@ -8,10 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from .inputs.bundle import load_bundle
 from .errors import CaeError
+from .inputs.bundle import load_bundle, save_bundle
+from .inputs.cache import cache_dir, clear_cache, list_entries
+from .inputs.corpora import TAC_TEMPLATES
+from .inputs.encode import RANDOM_WEIGHTS, encode_dataset
 from .method.fusion import COMBINES
 from .method.methods import FUSION_CHOICES, METHODS, CaeConfig
 from .method.run import run_method, run_methods
@@ -118,9 +122,86 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .inputs.encode import add_cache_parser, add_encode_parser
+# ---------------------------------------------------------------- encode, cache
 
+class _TqdmProgress:
+    """Maps ``progress(stage, fraction, message)`` to one tqdm bar per stage (on stderr)."""
+
+    def __init__(self) -> None:
+        self.bars: dict = {}
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=1000, desc=stage, unit="‰", file=sys.stderr, leave=True)
+        bar.update(int(fraction * 1000) - bar.n)
+        bar.set_postfix_str(message, refresh=False)
+        if fraction >= 1.0:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _add_encode_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("encode", help="encode images, nouns and captions into a features bundle")
+    parser.add_argument("--images", required=True, help="folder, .zip, shared image set or benchmark (cifar10)")
+    parser.add_argument("--limit", type=int, default=None, help="at most N images (balanced over classes)")
+    parser.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
+    parser.add_argument("--pretrained", default="openai",
+                        help=f"open_clip tag, checkpoint file, or '{RANDOM_WEIGHTS}' to explore the mechanics "
+                             "(random weights: the features carry no semantics)")
+    parser.add_argument("--nouns", default="wordnet", help="wordnet or a file with one noun per line")
+    parser.add_argument("--captions", default="flickr30k", help="flickr30k, flickr8k, a file or a folder")
+    parser.add_argument("--templates", type=int, default=len(TAC_TEMPLATES),
+                        help="how many of TAC's 7 noun prompt templates to average (1 is 7x faster)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--out", required=True, type=Path, help="output bundle (.npz)")
+    parser.set_defaults(handler=run_encode)
+    return parser
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
+    if pretrained is None:
+        print(f"warning: {args.model} with random weights; clusters and matched texts carry no semantics",
+              file=sys.stderr)
+    progress = _TqdmProgress()
+    try:
+        bundle, report = encode_dataset(args.images, args.model, pretrained, args.nouns, args.captions,
+                                        args.device, args.batch_size, args.limit, args.templates, progress)
+    finally:
+        progress.close()
+    print(save_bundle(bundle, args.out))
+    print(report.summary())
+    return 0
+
+
+def _add_cache_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("cache", help="list what is cached (embeddings, corpora)")
+    parser.add_argument("--clear", action="store_true", help="delete every cache entry")
+    parser.set_defaults(handler=run_cache)
+    return parser
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    if args.clear:
+        print(f"freed {clear_cache() / 2**20:.1f} MiB in {cache_dir()}")
+        return 0
+    entries = list_entries()
+    print(f"{cache_dir()}: {len(entries)} entries, {sum(e.size_bytes for e in entries) / 2**20:.1f} MiB")
+    for entry in entries:
+        state = "complete" if entry.complete else f"{entry.n_chunks_done}/{entry.n_chunks_total} chunks"
+        print(f"{entry.namespace}/{entry.key[:12]}  {entry.size_bytes / 2**20:8.1f} MiB  {state:>12}  "
+              f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(entry.modified))}  {entry.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cae_core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -148,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.set_defaults(handler=run_bench)
 
-    add_encode_parser(commands)
-    add_cache_parser(commands)
+    _add_encode_parser(commands)
+    _add_cache_parser(commands)
     return parser
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from cae_core import CaeError, analysis
+from cae_core import CaeError, analysis, inputs
 from cae_core.inputs import ClipModel, flickr8k_captions, flickr30k_captions, noun_senses
 from explorer.resources import clip_model, clip_problem
 from explorer.widgets import escape_markdown, image_grid_for, page_header, run_controls, user_errors
@@ -42,7 +42,7 @@ def corpus_mentions(corpus: str, word: str) -> tuple[int, list[str]]:
 def text_tower(bundle) -> tuple[ClipModel | None, str]:
     """The model that made ``bundle`` and a note on its weights, or None and why it cannot be loaded."""
     try:
-        model, pretrained = analysis.text_model_of(bundle.metadata)
+        model, pretrained = inputs.text_model_of(bundle.metadata)
     except CaeError as error:
         return None, str(error).rstrip(".")
     problem = clip_problem(model, pretrained)
@@ -52,7 +52,7 @@ def text_tower(bundle) -> tuple[ClipModel | None, str]:
     if pretrained is None:
         return clip, (f"{model} with random weights: the initialisation that encoded the captions only if this "
                       "server encoded the bundle; otherwise the two sides do not even share a space")
-    if analysis.checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
+    if inputs.checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
         return clip, (f"{model}, {pretrained}; this checkpoint file changed since the bundle was encoded: if its "
                       "weights did, these cosines are meaningless")
     return clip, f"{model}, {pretrained}"

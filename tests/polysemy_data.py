@@ -1,6 +1,6 @@
 """A tiny hand-made bundle with CAE's polysemy case: machine cranes that look like storks.
 
-Shared by the interpret, Polysemy-page and Clusters-page tests (not a test module itself).
+Shared by the analysis, Polysemy-page and Clusters-page tests (not a test module itself).
 """
 
 from __future__ import annotations

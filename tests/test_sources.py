@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from cae_core import config
-from cae_core.inputs import sources
+from cae_core.inputs import sources, torchvision_sets
 from cae_core.errors import CaeError
-from cae_core.inputs.sources import (Benchmark, ImageLoadError, ImageSource, dataset_choices, load_image,
-                              open_image_source, validate_images)
+from cae_core.inputs import (Benchmark, ImageLoadError, ImageSource, dataset_choices, load_image, open_image_source,
+                             validate_images)
 
 DATA_DIR = config.data_dir()
 needs_data = pytest.mark.skipif(not (DATA_DIR / "images").is_dir(), reason=f"no shared data at {DATA_DIR}")
@@ -268,7 +268,7 @@ def test_cifar20_uses_the_superclass_labels(tmp_path, monkeypatch):
     (folder / "test").write_bytes(pickle.dumps({"coarse_labels": [1, 0, 1]}))
     (folder / "meta").write_bytes(pickle.dumps({"coarse_label_names": ["aquatic_mammals", "fish"]}))
     dataset = FakeCifar100([(rgb((2, 2)), 5), (rgb((2, 2)), 7), (rgb((2, 2)), 9)])
-    monkeypatch.setattr(sources, "_torchvision_set", lambda *args, **kwargs: lambda root: (dataset, [], None))
+    monkeypatch.setattr(torchvision_sets, "_torchvision_set", lambda *args, **kwargs: lambda root: (dataset, [], None))
     source = open_image_source("cifar20", work_dir=tmp_path / "work")
     assert source.class_names == ["aquatic_mammals", "fish"]
     assert source.labels.tolist() == [0, 1, 1]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cae_core import config
 from cae_core.errors import CaeError
-from cae_core.inputs.sources import allowed_roots, open_image_source, resolve_allowed_path, safe_extract_zip
+from cae_core.inputs import allowed_roots, open_image_source, resolve_allowed_path, safe_extract_zip
 
 
 def png_bytes(colour=(0, 128, 255)) -> bytes:

@@ -14,13 +14,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..arrays import unit_rows
-from ..inputs.bundle import FeaturesBundle
 from ..errors import CaeError
-from ..progress import Progress
-from ..method.semantic_space import Bank
+from ..inputs.bundle import FeaturesBundle
 from ..method.methods import METHODS, CaeConfig
 from ..method.run import ClusteringResult, run_methods
+from ..method.semantic_space import Bank
+from ..progress import Progress
+from .similarity import separation
 
 # the CaeConfig fields a sweep may vary (the rest are solver or device settings)
 SWEEPABLE = ("epsilon", "gamma", "fusion", "combine", "n_centres", "train_size", "texts_per_centre",
@@ -45,31 +45,15 @@ def check_grid(grid: dict[str, Sequence]) -> dict[str, list]:
     return checked
 
 
-def _class_pair_cosines(matrix: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Mean cosine of same-class and of different-class pairs (rows of ``matrix``, distinct rows)."""
-    unit = unit_rows(matrix, np.float64)
-    cosine = unit @ unit.T
-    same = labels[:, None] == labels[None, :]
-    np.fill_diagonal(same, False)
-    different = labels[:, None] != labels[None, :]
-    return float(cosine[same].mean()), float(cosine[different].mean())
-
-
 def separation_record(result: ClusteringResult, bundle: FeaturesBundle, sample: np.ndarray) -> dict[str, float]:
     """``{rep}_within``, ``{rep}_between`` (raw cosines, Figure 2) and ``{rep}_centred_gap``
     (within - between after subtracting the representation's mean) for image, noun, caption, fused."""
-    record = {}
-    found = {"image": bundle.image_embeddings}
-    for bank, part in result.aligned.items():
-        found[bank.modality] = part.alignment.correspondence
-    if result.fusion is not None:
-        found["fused"] = result.features
     labels = bundle.labels[sample]
-    for name, matrix in found.items():
-        rows = np.asarray(matrix[sample], dtype=np.float64)
-        record[f"{name}_within"], record[f"{name}_between"] = _class_pair_cosines(rows, labels)
-        within, between = _class_pair_cosines(rows - np.asarray(matrix, np.float64).mean(axis=0), labels)
-        record[f"{name}_centred_gap"] = within - between
+    record = {}
+    for row in separation(result, bundle, sample, labels).itertuples():
+        record[f"{row.representation}_within"], record[f"{row.representation}_between"] = row.within, row.between
+    for row in separation(result, bundle, sample, labels, centred=True).itertuples():
+        record[f"{row.representation}_centred_gap"] = row.gap
     return record
 
 

@@ -6,14 +6,17 @@ from .bundle import FeaturesBundle, load_bundle, save_bundle
 from .cache import cache_dir
 from .corpora import TAC_TEMPLATES, flickr8k_captions, flickr30k_captions, noun_senses, wordnet_nouns
 from .encode import EncodeReport, encode_dataset
-from .encoders import ClipModel, encode_images, encode_texts, load_clip
-from .sources import BENCHMARKS, ImageSource, SkippedFile, allowed_roots, dataset_choices, load_image, \
+from .encoders import ClipModel, checkpoint_changed, encode_images, encode_texts, load_clip, text_model_of
+from .archives import safe_extract_zip
+from .images import load_image, validate_images
+from .sources import BENCHMARKS, ImageLoadError, ImageSource, SkippedFile, allowed_roots, dataset_choices, \
     open_image_source, resolve_allowed_path
+from .torchvision_sets import Benchmark
 from .synthetic import planted_bundle
 
 __all__ = [
-    "BENCHMARKS", "ClipModel", "EncodeReport", "FeaturesBundle", "ImageSource", "SkippedFile", "TAC_TEMPLATES",
-    "allowed_roots", "cache_dir", "dataset_choices", "encode_dataset", "encode_images", "encode_texts",
+    "BENCHMARKS", "Benchmark", "ClipModel", "EncodeReport", "FeaturesBundle", "ImageLoadError", "ImageSource", "SkippedFile", "TAC_TEMPLATES",
+    "allowed_roots", "cache_dir", "checkpoint_changed", "dataset_choices", "encode_dataset", "encode_images", "encode_texts",
     "flickr30k_captions", "flickr8k_captions", "load_bundle", "load_clip", "load_image", "noun_senses",
-    "open_image_source", "planted_bundle", "resolve_allowed_path", "save_bundle", "wordnet_nouns",
+    "open_image_source", "planted_bundle", "resolve_allowed_path", "safe_extract_zip", "save_bundle", "text_model_of", "validate_images", "wordnet_nouns",
 ]

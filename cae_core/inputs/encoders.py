@@ -23,7 +23,8 @@ from .cache import ChunkedStore, file_fingerprint, texts_digest
 from ..device import resolve_device
 from ..errors import CaeError
 from ..progress import Progress
-from .sources import ImageLoadError, ImageSource, SkippedFile, load_image
+from .images import load_image
+from .sources import ImageLoadError, ImageSource, SkippedFile
 
 logger = logging.getLogger(__name__)
 
@@ -298,3 +299,33 @@ def encode_images(clip: ClipModel, image_source: ImageSource, batch_size: int = 
     skipped = [SkippedFile(records[i].image_id, str(arrays["errors"][i]))
                for i in np.flatnonzero(arrays["errors"] != "")]
     return arrays["embeddings"][kept].astype(np.float32), kept, skipped
+
+
+def text_model_of(metadata: dict) -> tuple[str, str | None]:
+    """``(model, pretrained)`` for ``encoders.load_clip``: the CLIP model that made a bundle, from the
+    metadata ``encode_dataset`` writes. ``pretrained`` is a tag, a checkpoint file, or None for
+    random weights (an initialisation that was not saved cannot be reproduced).
+
+    Raises ``CaeError`` when the metadata names no model (a bundle made elsewhere).
+    """
+    model = metadata.get("model")
+    if not model or not isinstance(model, str):
+        raise CaeError("the bundle's metadata names no CLIP model (it was not made by `cae encode`)")
+    pretrained = metadata.get("pretrained")
+    if pretrained in (None, "", "random", "none", "None"):
+        return model, None
+    pretrained = str(pretrained)
+    # the fingerprint keeps the checkpoint's absolute path; "pretrained" is the path as it was typed
+    fingerprint = str(metadata.get("checkpoint") or "")
+    if fingerprint.startswith("file:") and not Path(pretrained).expanduser().is_file():
+        recorded = fingerprint[len("file:"):].rsplit(":", 2)[0]
+        if Path(recorded).is_file():
+            return model, recorded
+    return model, pretrained
+
+
+def checkpoint_changed(metadata: dict, fingerprint: str | None) -> bool:
+    """Whether the checkpoint file loaded now differs (size or modification time) from the one that
+    made the bundle; tags and random weights never count as changed."""
+    recorded = metadata.get("checkpoint")
+    return bool(recorded and fingerprint and str(recorded).startswith("file:") and recorded != fingerprint)

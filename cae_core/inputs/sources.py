@@ -16,39 +16,27 @@ A local folder that shares a name with the first two is reached as ``./name``.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
-import pickle
-import re
-import warnings
 from dataclasses import dataclass, field, replace
-from http.client import HTTPException
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Sequence
-from zipfile import BadZipFile, ZipFile
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .cache import cache_dir
 from .. import config
 from ..errors import CaeError
-from ..files import atomic_folder
-from ..progress import Progress, no_progress
+from .archives import content_root, file_digest, is_clutter, safe_extract_zip, safe_name
+from .cache import cache_dir
+from .torchvision_sets import BENCHMARKS, materialise_benchmark
 
-#: Extensions listed as images. Files with other extensions are ignored silently.
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp",
     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".avif", ".jp2", ".j2k", ".qoi", ".pcx", ".sgi",
 })
-# Folders that archivers and desktops add next to the images (hidden names are skipped too).
-_IGNORED_NAMES = frozenset({"__MACOSX"})
 CLASS_NAMES_FILE = "classes.tsv"
-DEFAULT_MAX_ARCHIVE_BYTES = 4 * 2**30
-DEFAULT_MAX_ARCHIVE_FILES = 200_000
 # Seed of the stratified --limit subset, fixed so that a limit names the same images every time.
 _LIMIT_SEED = 0
+
 
 
 @dataclass
@@ -95,6 +83,7 @@ class ImageLoadError(CaeError):
         self.reason = reason
 
 
+
 # --------------------------------------------------------------------------- data folder, allowed roots
 
 
@@ -108,7 +97,7 @@ def dataset_choices(data_dir: Path | None = None) -> dict[str, Path]:
     images = Path(data_dir if data_dir is not None else config.data_dir()) / "images"
     if not images.is_dir():
         return {}
-    return {path.name: path for path in sorted(images.iterdir()) if path.is_dir() and not _is_ignored(path.name)}
+    return {path.name: path for path in sorted(images.iterdir()) if path.is_dir() and not is_clutter(path.name)}
 
 
 def allowed_roots() -> list[Path]:
@@ -185,7 +174,9 @@ def open_image_source(spec: str, *, limit: int | None = None, allowed_roots: Seq
     if spec in shared:
         path = shared[spec]
     elif spec.lower() in BENCHMARKS:
-        return _limited(_open_benchmark(spec.lower(), work_dir), limit)
+        example = next(iter(shared.values()), "a folder with one subfolder of images per class")
+        return _limited(_open_folder(materialise_benchmark(spec.lower(), work_dir, str(example)), spec.lower()),
+                        limit)
     else:
         path = Path(spec).expanduser()
     if allowed_roots is not None:
@@ -198,8 +189,8 @@ def open_image_source(spec: str, *, limit: int | None = None, allowed_roots: Seq
     if path.is_dir():
         source = _open_folder(path, path.name)
     elif path.suffix.lower() == ".zip":
-        extracted = safe_extract_zip(path, work_dir / "archives" / f"{_safe_name(path.stem)}-{_file_digest(path)}")
-        source = _open_folder(_content_root(extracted), path.stem)
+        extracted = safe_extract_zip(path, work_dir / "archives" / f"{safe_name(path.stem)}-{file_digest(path)}")
+        source = _open_folder(content_root(extracted), path.stem)
     else:
         raise CaeError(f"{spec} is neither a folder nor a .zip archive of images")
     return _limited(source, limit)
@@ -244,7 +235,7 @@ def _entries(directory: Path, root: Path, skipped: list[SkippedFile]) -> list[tu
         return []
     entries = []
     for child in children:
-        if _is_ignored(child.name):
+        if is_clutter(child.name):
             continue
         path = Path(child.path)
         is_dir = child.is_dir()  # follows links; the target is checked just below
@@ -272,10 +263,6 @@ def _expand(entries: list[tuple[Path, bool]], root: Path, skipped: list[SkippedF
     for path, is_dir in entries:
         files += _scan(path, root, skipped, seen) if is_dir else [path]
     return files
-
-
-def _is_ignored(name: str) -> bool:
-    return name.startswith(".") or name in _IGNORED_NAMES
 
 
 def _image_id(path: Path, root: Path) -> str:
@@ -310,246 +297,3 @@ def _limited(source: ImageSource, limit: int | None) -> ImageSource:
     return replace(source, records=[source.records[index] for index in kept])
 
 
-# --------------------------------------------------------------------------- decoding
-
-
-def load_image(path: Path) -> Image.Image:
-    """Decode an image file fully and return it as RGB.
-
-    Greyscale, CMYK, palette, 16-bit and transparent images are converted (transparency onto
-    white); EXIF orientation is applied. Pillow's decompression-bomb limit stays on and its
-    warning counts as an error; truncated files are not patched up.
-
-    Raises
-    ------
-    ImageLoadError
-        With a short ``reason`` such as "empty file", "decompression bomb" or "truncated or corrupt".
-    """
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                return _to_rgb(ImageOps.exif_transpose(image))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageLoadError(path, "decompression bomb") from None
-    except UnidentifiedImageError:
-        reason = "empty file" if path.stat().st_size == 0 else "not an image or an unsupported format"
-        raise ImageLoadError(path, reason) from None
-    except PermissionError:
-        raise ImageLoadError(path, "permission denied") from None
-    except FileNotFoundError:
-        raise ImageLoadError(path, "file not found") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        # Pillow reports damaged data through all of these, e.g. OSError "image file is truncated".
-        raise ImageLoadError(path, f"truncated or corrupt ({error})") from None
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of a decoded image of any mode."""
-    if image.mode == "F" or image.mode.startswith("I"):
-        # Wide greyscale: convert() clips values to 255 instead of rescaling them.
-        values = np.asarray(image, dtype=np.float64)
-        top = values.max() if image.mode == "F" else 65535.0
-        image = Image.fromarray(np.clip(values * (255.0 / (top or 1.0)), 0, 255).astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def validate_images(source: ImageSource,
-                    progress: Progress | None = None) -> ImageSource:
-    """Decode every image once and move those that fail from ``records`` to ``skipped``.
-
-    ``progress(stage, fraction, message)`` is called as the check advances.
-    """
-    report = progress or no_progress
-    total = len(source.records)
-    good, bad = [], []
-    step = max(1, total // 100)
-    report("checking images", 0.0, f"checking {total} images")
-    for index, record in enumerate(source.records, start=1):
-        try:
-            load_image(record.path)
-            good.append(record)
-        except ImageLoadError as error:
-            bad.append(SkippedFile(record.image_id, error.reason))
-        if index % step == 0 or index == total:
-            report("checking images", index / total, f"{index}/{total} images checked")
-    return replace(source, records=good, skipped=source.skipped + bad)
-
-
-# --------------------------------------------------------------------------- archives
-
-
-def safe_extract_zip(archive: Path, dest: Path, max_total_bytes: int | None = None,
-                     max_files: int | None = None) -> Path:
-    """Extract a zip archive into the new folder ``dest`` and return ``dest``.
-
-    Every entry is checked before anything is written: entries with ``..`` or absolute paths,
-    encrypted entries, more than ``max_files`` files or more than ``max_total_bytes`` uncompressed
-    refuse the whole archive. The files go to a temporary sibling folder that is renamed to
-    ``dest`` at the end, so ``dest`` exists only when complete; an existing ``dest`` is returned as is.
-
-    Parameters
-    ----------
-    max_total_bytes : int, optional
-        Default ``$CAE_MAX_ARCHIVE_BYTES``, else 4 GiB.
-    max_files : int, optional
-        Default ``$CAE_MAX_ARCHIVE_FILES``, else 200,000.
-
-    Raises
-    ------
-    CaeError
-        For an invalid, unsafe or oversized archive.
-    """
-    archive, dest = Path(archive), Path(dest)
-    if dest.is_dir():
-        return dest
-    max_total_bytes = max_total_bytes if max_total_bytes is not None else _env_int(
-        "CAE_MAX_ARCHIVE_BYTES", DEFAULT_MAX_ARCHIVE_BYTES)
-    max_files = max_files if max_files is not None else _env_int("CAE_MAX_ARCHIVE_FILES", DEFAULT_MAX_ARCHIVE_FILES)
-    try:
-        with ZipFile(archive) as zipped:
-            members = zipped.infolist()
-            for member in members:
-                if _escapes(member.filename):
-                    raise CaeError(f"refused archive {archive.name}: entry {member.filename!r} "
-                                   "points outside the extraction folder")
-                if member.flag_bits & 0x1:
-                    raise CaeError(f"refused archive {archive.name}: entry {member.filename!r} is encrypted")
-            files = [member for member in members if not member.is_dir()]
-            total = sum(member.file_size for member in files)
-            if len(files) > max_files:
-                raise CaeError(f"archive {archive.name} holds {len(files)} files, more than the limit of "
-                               f"{max_files} (CAE_MAX_ARCHIVE_FILES)")
-            if total > max_total_bytes:
-                raise CaeError(f"archive {archive.name} unpacks to {_size(total)}, more than the limit of "
-                               f"{_size(max_total_bytes)} (CAE_MAX_ARCHIVE_BYTES)")
-            return atomic_folder(dest, zipped.extractall)
-    except BadZipFile as error:
-        raise CaeError(f"cannot read the zip archive {archive.name}: it is damaged or not a zip archive ({error})") from None
-    except NotImplementedError as error:  # e.g. a compression method that zipfile cannot read
-        raise CaeError(f"cannot extract {archive.name}: {error}") from None
-    except OSError as error:
-        raise CaeError(f"cannot extract {archive.name}: {error}") from None
-
-
-def _escapes(name: str) -> bool:
-    """Whether a zip entry name is absolute or climbs out with ``..`` (either slash style)."""
-    posix = name.replace("\\", "/")
-    return posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) is not None or ".." in PurePosixPath(posix).parts
-
-
-def _content_root(folder: Path) -> Path:
-    """The folder itself, or its only subfolder when the archive wrapped everything in one."""
-    children = [child for child in folder.iterdir() if not _is_ignored(child.name)]
-    if len(children) == 1 and children[0].is_dir() and not children[0].is_symlink():
-        return children[0]
-    return folder
-
-
-def _file_digest(path: Path) -> str:
-    """First 16 hex digits of the file's SHA-256: the same archive content reuses one extraction."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(functools.partial(stream.read, 2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise CaeError(f"{name} must be a whole number, got {value!r}") from None
-
-
-def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:,.1f} MiB"
-
-
-def _safe_name(name: str) -> str:
-    """A folder name made of the text of ``name`` (no separators, not hidden)."""
-    return re.sub(r"[\\/:\0]", "_", name).lstrip(".") or "_"
-
-
-# --------------------------------------------------------------------------- torchvision benchmarks
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """A torchvision dataset: ``load(download_root)`` returns (dataset, class names, labels or None).
-
-    ``labels`` overrides the labels of the dataset's ``(image, label)`` items when given.
-    """
-
-    description: str
-    load: Callable[[Path], tuple[Sequence, list[str], Sequence[int] | None]]
-
-
-def _torchvision_set(class_name: str, **options: Any) -> Callable[[Path], tuple[Sequence, list[str], None]]:
-    def load(root: Path) -> tuple[Sequence, list[str], None]:
-        import torchvision.datasets
-
-        dataset = getattr(torchvision.datasets, class_name)(str(root), download=True, **options)
-        return dataset, list(dataset.classes), None
-    return load
-
-
-def _load_cifar20(root: Path) -> tuple[Sequence, list[str], list[int]]:
-    """CIFAR-100 test set labelled by its 20 superclasses, which torchvision reads but does not expose."""
-    dataset, _, _ = _torchvision_set("CIFAR100", train=False)(root)
-    folder = Path(dataset.root) / dataset.base_folder
-    # The files were checked against their published MD5 by torchvision before this reads them.
-    with open(folder / dataset.test_list[0][0], "rb") as stream:
-        labels = pickle.load(stream, encoding="latin1")["coarse_labels"]
-    with open(folder / dataset.meta["filename"], "rb") as stream:
-        names = pickle.load(stream, encoding="latin1")["coarse_label_names"]
-    return dataset, names, labels
-
-
-#: Benchmarks that :func:`open_image_source` downloads through torchvision (evaluation splits).
-BENCHMARKS: dict[str, Benchmark] = {
-    "cifar10": Benchmark("CIFAR-10 test set, 10,000 images, 10 classes", _torchvision_set("CIFAR10", train=False)),
-    "cifar100": Benchmark("CIFAR-100 test set, 10,000 images, 100 classes",
-                          _torchvision_set("CIFAR100", train=False)),
-    "cifar20": Benchmark("CIFAR-100 test set labelled by its 20 superclasses", _load_cifar20),
-    "stl10": Benchmark("STL-10 test set, 8,000 images, 10 classes", _torchvision_set("STL10", split="test")),
-    "dtd": Benchmark("Describable Textures test split 1, 1,880 images, 47 classes",
-                     _torchvision_set("DTD", split="test", partition=1)),
-}
-
-
-def _open_benchmark(name: str, work_dir: Path) -> ImageSource:
-    """Download (once) and write a benchmark as an ImageFolder of PNG files under ``work_dir``."""
-    folder = work_dir / "benchmarks" / name
-    if not folder.is_dir():
-        try:
-            dataset, class_names, labels = BENCHMARKS[name].load(work_dir / "downloads")
-        except (OSError, RuntimeError, HTTPException) as error:
-            shared = dataset_choices()
-            example = next(iter(shared.values()), "a folder with one subfolder of images per class")
-            raise CaeError(f"cannot download the torchvision benchmark {name!r} ({error}); without internet, "
-                           f"point --images at a folder of images instead, e.g. {example}") from None
-        atomic_folder(folder, functools.partial(_write_image_folder, dataset, class_names, labels))
-    return _open_folder(folder, name)
-
-
-def _write_image_folder(dataset: Sequence, class_names: list[str], labels: Sequence[int] | None,
-                        folder: Path) -> None:
-    """Save ``(image, label)`` items as ``<class name>/<rank in class>.png``."""
-    class_folders = [folder / _safe_name(class_name) for class_name in class_names]
-    for class_folder in class_folders:
-        class_folder.mkdir()
-    counts = [0] * len(class_names)
-    for index in range(len(dataset)):
-        image, label = dataset[index]
-        label = int(labels[index] if labels is not None else label)
-        image.save(class_folders[label] / f"{counts[label]:05d}.png")
-        counts[label] += 1

@@ -1,4 +1,4 @@
-"""Engine tests of cae_core.analysis.interpret: polysemy, pair similarities, cluster names, run comparisons."""
+"""Engine tests of cae_core.analysis: polysemy, pair similarities, cluster names, run comparisons."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from cae_core.analysis import interpret
+from cae_core import analysis, inputs
 from cae_core.method.alignment import Alignment
 from cae_core.errors import CaeError
 from cae_core.method.fusion import Fusion
@@ -43,7 +43,7 @@ def test_pair_similarities_by_hand():
     fusion = Fusion(("image",), np.ones((4, 1)), fused, np.ones((4, 1)), np.ones(1), "equal", False)
     result = ClusteringResult("cae", 2, 0, CaeConfig(), np.zeros(len(image), dtype=np.int64), fused, None, {},
                               None, aligned, fusion, [])
-    similarity = interpret.pair_similarities(result, bundle, 0, 1)
+    similarity = analysis.pair_similarities(result, bundle, 0, 1)
     assert similarity["image"] == pytest.approx(float(image[0] @ image[1]), abs=1e-6)
     assert similarity["noun"] == pytest.approx(1.0)
     assert similarity["caption"] == pytest.approx(0.0)
@@ -53,7 +53,7 @@ def test_pair_similarities_by_hand():
 def test_pair_similarities_without_text():
     bundle = crane_bundle(per_class=5)
     result = run_method(bundle, "clip-kmeans", 4)
-    assert interpret.pair_similarities(result, bundle, 0, 6) == {
+    assert analysis.pair_similarities(result, bundle, 0, 6) == {
         "image": pytest.approx(float(bundle.image_embeddings[0] @ bundle.image_embeddings[6]), abs=1e-6),
         "noun": None, "caption": None, "fused": None}
 
@@ -62,41 +62,41 @@ def test_crane_matches_machines_and_storks(crane_runs):
     """The noun-only pipeline sends "crane" to machine cranes and storks alike (the ambiguity),
     the captions tell them apart."""
     bundle, runs = crane_runs
-    images = interpret.images_matching_noun(runs["cae-no-captions"], "crane")
+    images = analysis.images_matching_noun(runs["cae-no-captions"], "crane")
     classes = {CLASSES[label] for label in bundle.labels[images]}
     assert classes == {"crane", "black stork"}
-    assert set(interpret.matched_senses(runs["cae"], bundle, "crane", images)) <= set(SYNSETS.values())
+    assert set(analysis.matched_senses(runs["cae"], bundle, "crane", images)) <= set(SYNSETS.values())
     # captions pull machine cranes and storks further apart than their images or nouns do
-    table = interpret.separation(runs["cae"], bundle, images, bundle.labels[images]).set_index("representation")
+    table = analysis.separation(runs["cae"], bundle, images, bundle.labels[images]).set_index("representation")
     assert table.loc["caption", "between"] < min(table.loc["image", "between"], table.loc["noun", "between"]) - 0.2
     assert set(table.index) == {"image", "noun", "caption", "fused"}
     # each class's heaviest caption speaks of its own sense
     groups = np.unique(bundle.labels[images], return_inverse=True)[1]
-    named = interpret.group_texts(runs["cae"], images, groups)
+    named = analysis.group_texts(runs["cae"], images, groups)
     assert "construction" in named[0].captions[0] and "marsh" in named[1].captions[0]
 
 
 def test_no_images_for_an_absent_word(crane_runs):
     _, runs = crane_runs
-    assert len(interpret.images_matching_noun(runs["cae"], "tank")) == 0
-    assert len(interpret.images_matching_noun(runs["clip-kmeans"], "crane")) == 0  # no nouns aligned
+    assert len(analysis.images_matching_noun(runs["cae"], "tank")) == 0
+    assert len(analysis.images_matching_noun(runs["clip-kmeans"], "crane")) == 0  # no nouns aligned
 
 
 def test_captions_mentioning():
     captions = ["A crane lifts beams.", "Cranes in a marsh", "The cranesbill flower", "a water tank", "Crane_fly"]
-    assert interpret.captions_mentioning(captions, "crane").tolist() == [0, 1]
-    assert interpret.captions_mentioning(captions, "water_tank").tolist() == [3]
-    assert interpret.captions_mentioning(captions, "  ").tolist() == []
+    assert analysis.captions_mentioning(captions, "crane").tolist() == [0, 1]
+    assert analysis.captions_mentioning(captions, "water_tank").tolist() == [3]
+    assert analysis.captions_mentioning(captions, "  ").tolist() == []
 
 
 def test_sense_caption_similarity_picks_the_closest_gloss():
     bundle = crane_bundle(per_class=2)
-    mentions = interpret.captions_mentioning(bundle.captions, "crane")
+    mentions = analysis.captions_mentioning(bundle.captions, "crane")
     assert len(mentions) == 3  # construction site, building site, wetland
     machine, wetland = bundle.caption_embeddings[mentions[0]], bundle.caption_embeddings[mentions[2]]
     glosses = np.stack([wetland + 0.1 * machine, machine + 0.1 * wetland, -machine])  # hand-made, not unit
     names = [SYNSETS["bird"], SYNSETS["machine"], "crane.n.01"]
-    table = interpret.sense_caption_similarity(glosses, bundle.caption_embeddings[mentions],
+    table = analysis.sense_caption_similarity(glosses, bundle.caption_embeddings[mentions],
                                                bundle.captions[mentions], names)
     assert list(table.columns) == ["caption", *names, "closest"]
     assert table["caption"].tolist() == bundle.captions[mentions].tolist()
@@ -104,57 +104,57 @@ def test_sense_caption_similarity_picks_the_closest_gloss():
     unit = glosses / np.linalg.norm(glosses, axis=1, keepdims=True)
     np.testing.assert_allclose(table[names].to_numpy(), bundle.caption_embeddings[mentions] @ unit.T, atol=1e-6)
     # senses whose glosses embed alike: no caption names one
-    tied = interpret.sense_caption_similarity(np.stack([machine, machine]), bundle.caption_embeddings[mentions],
+    tied = analysis.sense_caption_similarity(np.stack([machine, machine]), bundle.caption_embeddings[mentions],
                                               bundle.captions[mentions], names[:2])
     assert set(tied["closest"]) == {""}
     # one sense is always the closest; repeated names get a column each
-    single = interpret.sense_caption_similarity(machine[None], bundle.caption_embeddings[mentions],
+    single = analysis.sense_caption_similarity(machine[None], bundle.caption_embeddings[mentions],
                                                 bundle.captions[mentions], ["crane.n.04"])
     assert set(single["closest"]) == {"crane.n.04"}
-    twice = interpret.sense_caption_similarity(glosses[:2], bundle.caption_embeddings[mentions],
+    twice = analysis.sense_caption_similarity(glosses[:2], bundle.caption_embeddings[mentions],
                                                bundle.captions[mentions], ["x", "x"])
     assert list(twice.columns) == ["caption", "x (1)", "x (2)", "closest"]
-    assert interpret.sense_caption_similarity(glosses, np.zeros((0, glosses.shape[1])), [], names).empty
+    assert analysis.sense_caption_similarity(glosses, np.zeros((0, glosses.shape[1])), [], names).empty
     with pytest.raises(CaeError, match="different models"):
-        interpret.sense_caption_similarity(glosses[:, :5], bundle.caption_embeddings[mentions],
+        analysis.sense_caption_similarity(glosses[:, :5], bundle.caption_embeddings[mentions],
                                            bundle.captions[mentions], names)
     with pytest.raises(CaeError, match="sense names"):
-        interpret.sense_caption_similarity(glosses, bundle.caption_embeddings[mentions],
+        analysis.sense_caption_similarity(glosses, bundle.caption_embeddings[mentions],
                                            bundle.captions[mentions], names[:2])
 
 
 def test_the_bank_encodes_the_lemma_alone():
     """The noun bank gives every sense of a lemma one vector: the noun row OT picks names no sense."""
     bundle = crane_bundle(per_class=2)
-    assert not interpret.senses_distinguishable(bundle, "crane")
-    rows = interpret.noun_rows(bundle.nouns, "crane")
+    assert not analysis.senses_distinguishable(bundle, "crane")
+    rows = analysis.noun_rows(bundle.nouns, "crane")
     bundle.noun_embeddings[rows[0]] = bundle.caption_embeddings[0]
-    assert interpret.senses_distinguishable(bundle, "crane")
-    assert not interpret.senses_distinguishable(bundle, "stork")  # one row
+    assert analysis.senses_distinguishable(bundle, "crane")
+    assert not analysis.senses_distinguishable(bundle, "stork")  # one row
 
 
 def test_gloss_prompts():
-    assert interpret.gloss_prompts("water_tank", ["a tank  for\nwater"]) == ["water tank: a tank for water"]
-    assert interpret.gloss_prompts(" crane ", ["bird", "machine"]) == ["crane: bird", "crane: machine"]
+    assert analysis.gloss_prompts("water_tank", ["a tank  for\nwater"]) == ["water tank: a tank for water"]
+    assert analysis.gloss_prompts(" crane ", ["bird", "machine"]) == ["crane: bird", "crane: machine"]
 
 
 def test_text_model_of_the_metadata(tmp_path):
     with pytest.raises(CaeError, match="names no CLIP model"):
-        interpret.text_model_of({"synthetic": "crane"})
-    assert interpret.text_model_of({"model": "ViT-B-32", "pretrained": "openai"}) == ("ViT-B-32", "openai")
+        inputs.text_model_of({"synthetic": "crane"})
+    assert inputs.text_model_of({"model": "ViT-B-32", "pretrained": "openai"}) == ("ViT-B-32", "openai")
     for random in (None, "random"):
-        assert interpret.text_model_of({"model": "ViT-S-32", "pretrained": random}) == ("ViT-S-32", None)
+        assert inputs.text_model_of({"model": "ViT-S-32", "pretrained": random}) == ("ViT-S-32", None)
     # a relative checkpoint path typed elsewhere: the fingerprint's absolute path finds the file
     checkpoint = tmp_path / "weights.pt"
     checkpoint.write_bytes(b"x")
     metadata = {"model": "ViT-S-32", "pretrained": "weights.pt", "checkpoint": f"file:{checkpoint}:1:123"}
-    assert interpret.text_model_of(metadata) == ("ViT-S-32", str(checkpoint))
+    assert inputs.text_model_of(metadata) == ("ViT-S-32", str(checkpoint))
     gone = {"model": "ViT-S-32", "pretrained": "/nowhere/weights.pt", "checkpoint": "file:/nowhere/weights.pt:1:2"}
-    assert interpret.text_model_of(gone) == ("ViT-S-32", "/nowhere/weights.pt")  # load_clip says it is gone
-    assert interpret.checkpoint_changed(metadata, f"file:{checkpoint}:1:456")
-    assert not interpret.checkpoint_changed(metadata, metadata["checkpoint"])
-    assert not interpret.checkpoint_changed({"checkpoint": "tag:openai"}, "tag:openai")
-    assert not interpret.checkpoint_changed({"checkpoint": None}, None)
+    assert inputs.text_model_of(gone) == ("ViT-S-32", "/nowhere/weights.pt")  # load_clip says it is gone
+    assert inputs.checkpoint_changed(metadata, f"file:{checkpoint}:1:456")
+    assert not inputs.checkpoint_changed(metadata, metadata["checkpoint"])
+    assert not inputs.checkpoint_changed({"checkpoint": "tag:openai"}, "tag:openai")
+    assert not inputs.checkpoint_changed({"checkpoint": None}, None)
 
 
 def test_encode_glosses_with_the_text_tower(clip_model):
@@ -162,12 +162,12 @@ def test_encode_glosses_with_the_text_tower(clip_model):
     glosses = ["large long-necked wading bird of marshes and plains in many parts of the world",
                "lifts and moves heavy objects; lifting tackle is suspended from a pivoted boom",
                " ".join(["a very long gloss"] * 60)]
-    embeddings = interpret.encode_glosses(clip_model, "crane", glosses)
+    embeddings = analysis.encode_glosses(clip_model, "crane", glosses)
     assert embeddings.shape == (3, clip_model.model.text_projection.shape[1]) and embeddings.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
     assert np.max(np.abs(embeddings[0] - embeddings[1])) > 1e-3
     with pytest.raises(CaeError):
-        interpret.encode_glosses(clip_model, "crane", [])
+        analysis.encode_glosses(clip_model, "crane", [])
 
 
 def test_cluster_names_come_from_the_majority_class():
@@ -175,14 +175,14 @@ def test_cluster_names_come_from_the_majority_class():
     transport mass belong to the class most of its images come from."""
     bundle = planted_bundle(n_images=500, n_classes=5, noise=0.4, seed=1)
     result = run_method(bundle, "cae", 5)
-    summary = interpret.cluster_summary(result, bundle)
+    summary = analysis.cluster_summary(result, bundle)
     assert len(summary) == 5 and summary["size"].sum() == 500
     for entry, majority in zip(result.cluster_texts, summary["majority class"]):
         wanted = majority.split()[-1]  # "class 3" -> "3"; texts are named "noun 3-17"
         assert entry.nouns and entry.captions
         for text in entry.nouns + entry.captions:
             assert re.fullmatch(rf"(noun|caption) {wanted}-\d+", text), (text, majority)
-    confusion = interpret.confusion_table(result, bundle)
+    confusion = analysis.confusion_table(result, bundle)
     assert confusion.shape == (5, 5) and confusion.to_numpy().sum() == 500
     # clusters are ordered by their matched class: the diagonal holds the matched images
     assert np.trace(confusion.to_numpy()) == pytest.approx(result.metrics["acc"] * 500)
@@ -191,16 +191,16 @@ def test_cluster_names_come_from_the_majority_class():
 def test_matching_and_changed_images():
     a = np.array([0, 0, 1, 1, 2, 2])
     b = np.array([5, 5, 3, 3, 3, 4])  # b's 5 is a's 0, 3 is 1, 4 is 2; image 4 moved
-    assert interpret.match_clusters(a, b) == {5: 0, 3: 1, 4: 2}
-    assert interpret.aligned_assignments(a, b).tolist() == [0, 0, 1, 1, 1, 2]
+    assert analysis.match_clusters(a, b) == {5: 0, 3: 1, 4: 2}
+    assert analysis.aligned_assignments(a, b).tolist() == [0, 0, 1, 1, 1, 2]
     runs = [ClusteringResult(name, 3, 0, CaeConfig(), assignments, np.zeros((6, 1)), None, {}, None, {}, None, [])
             for name, assignments in (("x", a), ("y", b))]
-    assert interpret.changed_images(*runs).tolist() == [4]
-    assert interpret.changed_images(runs[0], runs[0]).tolist() == []
-    assert interpret.shared_cluster_rate(a, np.arange(4), np.array([0, 0, 1, 1])) == 0.0
+    assert analysis.changed_images(*runs).tolist() == [4]
+    assert analysis.changed_images(runs[0], runs[0]).tolist() == []
+    assert analysis.shared_cluster_rate(a, np.arange(4), np.array([0, 0, 1, 1])) == 0.0
 
 
 def test_metrics_long(crane_runs):
     _, runs = crane_runs
-    table = interpret.metrics_long(runs)
+    table = analysis.metrics_long(runs)
     assert len(table) == 3 * len(runs) and set(table["metric"]) == {"ACC", "NMI", "ARI"}
