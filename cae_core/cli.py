@@ -202,7 +202,8 @@ def run_cache(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cae_core", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m cae_core", description="CAE Explorer's engine: encode, "
+                                     "cluster, compare, sweep, bench, cache.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     cluster = commands.add_parser("cluster", help="cluster a features bundle with one method")

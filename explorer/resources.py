@@ -9,9 +9,9 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from cae_core import CaeError
+from cae_core import CaeError, FeaturesBundle
 from cae_core.files import atomic_write_bytes
-from cae_core.inputs import ClipModel, cache_dir, load_clip
+from cae_core.inputs import ClipModel, cache_dir, checkpoint_changed, load_clip, text_model_of
 
 UPLOADS_KEY = "saved-uploads"
 LOAD_RETRY_S = 600  # a model that failed to load (offline, say) is tried again after this long
@@ -65,3 +65,22 @@ def saved_upload(upload: UploadedFile) -> Path:
             atomic_write_bytes(path, data)  # a reader never sees half an upload
         saved[upload.file_id] = path
     return saved[upload.file_id]
+
+
+def text_tower(bundle: FeaturesBundle) -> tuple[ClipModel | None, str]:
+    """The model that made ``bundle`` and a note on its weights, or None and why it cannot be loaded."""
+    try:
+        model, pretrained = text_model_of(bundle.metadata)
+    except CaeError as error:
+        return None, str(error).rstrip(".")
+    problem = clip_problem(model, pretrained)
+    if problem:
+        return None, problem
+    clip = clip_model(model, pretrained)
+    if pretrained is None:
+        return clip, (f"{model} with random weights: the initialisation that encoded the captions only if this "
+                      "server encoded the bundle; otherwise the two sides do not even share a space")
+    if checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
+        return clip, (f"{model}, {pretrained}; this checkpoint file changed since the bundle was encoded: if its "
+                      "weights did, these cosines are meaningless")
+    return clip, f"{model}, {pretrained}"

@@ -11,11 +11,12 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from cae_core import Alignment, Bank, ClusteringResult, FeaturesBundle, SemanticSpace, TextSelection, \
-    default_n_centres
-from cae_core.analysis import project, representations
+from cae_core import Alignment, Bank, CaeError, ClusteringResult, FeaturesBundle, SemanticSpace, TextSelection, \
+    analysis, default_n_centres
+from cae_core.analysis import bundle_bytes, project, representations
 from cae_core.method import align_bank, semantic_space_for
 
+from .resources import text_tower
 from .state import Workspace
 
 
@@ -213,3 +214,60 @@ def embedding_map(ws: Workspace, result: ClusteringResult, representation: str, 
         return images, texts_table
 
     return ws.memo(("map", result.method, representation, with_texts, max_points, n_neighbors), compute)
+
+
+# --- clusters and comparisons ----------------------------------------------------------------------------
+
+def confusion(ws: Workspace, method: str) -> pd.DataFrame:
+    """Labelled images per (class, cluster) of one run, clusters in Hungarian-matched order."""
+    return ws.memo(("clusters-confusion", method), lambda: analysis.confusion_table(ws.results[method], ws.bundle))
+
+
+def cluster_summary(ws: Workspace, method: str) -> pd.DataFrame:
+    """One row per cluster of one run: size, names, majority class and purity."""
+    return ws.memo(("clusters-summary", method), lambda: analysis.cluster_summary(ws.results[method], ws.bundle))
+
+
+def changed_images(ws: Workspace, method_a: str, method_b: str) -> np.ndarray:
+    """Images whose cluster differs between two runs once their cluster ids are matched."""
+    return ws.memo(("clusters-changed", method_a, method_b),
+                   lambda: analysis.changed_images(ws.results[method_a], ws.results[method_b]))
+
+
+def bundle_download(ws: Workspace, prepare: bool = False) -> bytes | None:
+    """The loaded bundle as ``.npz`` bytes once prepared (``prepare=True`` writes it), else None."""
+    key = ("clusters-bundle-bytes",)
+    if prepare:
+        ws.memo(key, lambda: bundle_bytes(ws.bundle))
+    return ws.derived.get(key)
+
+
+# --- polysemy --------------------------------------------------------------------------------------------
+
+def caption_mentions(ws: Workspace, word: str) -> np.ndarray:
+    """Captions of the bundle that mention ``word`` (a full bank is 155,000 regex searches: once per word)."""
+    return ws.memo(("polysemy-mentions", word), lambda: analysis.captions_mentioning(ws.bundle.captions, word))
+
+
+def senses_distinguishable(ws: Workspace, word: str) -> bool:
+    return ws.memo(("polysemy-distinct", word), lambda: analysis.senses_distinguishable(ws.bundle, word))
+
+
+def gloss_closeness(ws: Workspace, word: str, senses: pd.DataFrame,
+                    shown: np.ndarray) -> tuple[pd.DataFrame | None, str]:
+    """Cosine of each shown caption with each sense's gloss and a note on the weights used, or None and
+    why it cannot be made. The text tower is loaded once per bundle: a failed load (an offline tag, say)
+    is not retried for every word."""
+    def compute() -> tuple[pd.DataFrame | None, str]:
+        clip, note = ws.memo(("polysemy-text-tower",), lambda: text_tower(ws.bundle))
+        if clip is None:
+            return None, note
+        try:
+            glosses = analysis.encode_glosses(clip, word, senses["gloss"].tolist())
+            table = analysis.sense_caption_similarity(glosses, ws.bundle.caption_embeddings[shown],
+                                                       ws.bundle.captions[shown], senses["synset"].tolist())
+        except CaeError as error:
+            return None, str(error).rstrip(".")
+        return table, note
+
+    return ws.memo(("polysemy-closeness", word), compute)

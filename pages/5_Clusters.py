@@ -7,7 +7,8 @@ import plotly.express as px
 import streamlit as st
 
 from cae_core import METHODS, analysis
-from cae_core.analysis import bundle_bytes, comparison_table, run_files
+from cae_core.analysis import comparison_table, run_files
+from explorer import views
 from explorer.widgets import MAIN_METHOD, escape_markdown, image_caption, image_grid, image_grid_for, page_header, \
     require_run
 
@@ -44,14 +45,14 @@ if bundle.has_labels:
     st.subheader("Confusion matrix")
     st.caption("Labelled images per class (rows) and cluster (columns); clusters are ordered by the class "
                "the Hungarian matching gives them, so a good clustering is heavy on the diagonal.")
-    confusion = ws.memo(("clusters-confusion", method), lambda: analysis.confusion_table(result, bundle))
+    confusion = views.confusion(ws, method)
     figure = px.imshow(confusion, color_continuous_scale="Blues", aspect="auto",
                        labels={"x": "cluster", "y": "class", "color": "images"})
     st.plotly_chart(figure)
 
 # --- named clusters -----------------------------------------------------------------------------
 st.subheader("Clusters named by their texts")
-summary = ws.memo(("clusters-summary", method), lambda: analysis.cluster_summary(result, bundle))
+summary = views.cluster_summary(ws, method)
 if not result.cluster_texts or not any(entry.nouns or entry.captions for entry in result.cluster_texts):
     st.caption(f"{method} aligns no texts, so its clusters have no names; pick a CAE variant to name them.")
 st.dataframe(summary, hide_index=True)
@@ -73,7 +74,7 @@ others = [name for name in ws.results if name != method_a]
 method_b = right.selectbox("Second method", others,
                            index=others.index("clip-kmeans") if "clip-kmeans" in others else 0, key="change-b")
 result_a, result_b = ws.results[method_a], ws.results[method_b]
-changed = ws.memo(("clusters-changed", method_a, method_b), lambda: analysis.changed_images(result_a, result_b))
+changed = views.changed_images(ws, method_a, method_b)
 st.metric("Images in another cluster", f"{len(changed):,} of {bundle.n_images:,}",
           help="After matching the second method's cluster ids to the first's (Hungarian matching on the "
                "images they share), so a mere renumbering changes nothing.")
@@ -95,9 +96,10 @@ for column, (name, text) in zip(columns, run_files(result, bundle).items()):
                            mime="text/csv" if name.endswith(".csv") else "application/json", key=f"download-{name}")
 columns[3].download_button("comparison.csv", comparison.to_csv(index=False),
                            file_name="comparison.csv", mime="text/csv", key="download-comparison")
-if ("clusters-bundle-bytes",) in ws.derived:
-    columns[4].download_button("features.npz", ws.derived[("clusters-bundle-bytes",)], file_name="features.npz",
+prepared = views.bundle_download(ws)
+if prepared is not None:
+    columns[4].download_button("features.npz", prepared, file_name="features.npz",
                                mime="application/octet-stream", key="download-bundle")
 elif columns[4].button("Prepare features.npz", help="Writes the bundle once; large with a full WordNet bank."):
-    ws.memo(("clusters-bundle-bytes",), lambda: bundle_bytes(bundle))
+    views.bundle_download(ws, prepare=True)
     st.rerun()

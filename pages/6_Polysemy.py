@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from cae_core import CaeError, analysis, inputs
-from cae_core.inputs import ClipModel, flickr8k_captions, flickr30k_captions, noun_senses
-from explorer.resources import clip_model, clip_problem
+from cae_core import analysis
+from cae_core.inputs import flickr8k_captions, flickr30k_captions, noun_senses
+from explorer import views
 from explorer.widgets import escape_markdown, image_grid_for, page_header, run_controls, user_errors
 
 PRESETS = ("crane", "tank", "spaniel")
@@ -37,41 +37,6 @@ def corpus_mentions(corpus: str, word: str) -> tuple[int, list[str]]:
     captions = CORPORA[corpus]().captions
     index = analysis.captions_mentioning(captions, word)
     return len(index), captions[index[:MENTIONS_SHOWN]].tolist()
-
-
-def text_tower(bundle) -> tuple[ClipModel | None, str]:
-    """The model that made ``bundle`` and a note on its weights, or None and why it cannot be loaded."""
-    try:
-        model, pretrained = inputs.text_model_of(bundle.metadata)
-    except CaeError as error:
-        return None, str(error).rstrip(".")
-    problem = clip_problem(model, pretrained)
-    if problem:
-        return None, problem
-    clip = clip_model(model, pretrained)
-    if pretrained is None:
-        return clip, (f"{model} with random weights: the initialisation that encoded the captions only if this "
-                      "server encoded the bundle; otherwise the two sides do not even share a space")
-    if inputs.checkpoint_changed(bundle.metadata, clip.checkpoint_fingerprint):
-        return clip, (f"{model}, {pretrained}; this checkpoint file changed since the bundle was encoded: if its "
-                      "weights did, these cosines are meaningless")
-    return clip, f"{model}, {pretrained}"
-
-
-def gloss_closeness(ws, bundle, word: str, senses: pd.DataFrame, shown: np.ndarray) -> tuple[pd.DataFrame | None, str]:
-    """The per-sense table and a note on the weights used, or None and why it cannot be made."""
-    # once per loaded bundle: a failed load (an offline tag, say) is not retried for every word
-    clip, note = ws.memo(("polysemy-text-tower",), lambda: text_tower(bundle))
-    if clip is None:
-        return None, note
-    try:
-        with st.spinner("Encoding the glosses…"):
-            glosses = analysis.encode_glosses(clip, word, senses["gloss"].tolist())
-        table = analysis.sense_caption_similarity(glosses, bundle.caption_embeddings[shown], bundle.captions[shown],
-                                                   senses["synset"].tolist())
-    except CaeError as error:
-        return None, str(error).rstrip(".")
-    return table, note
 
 
 def choose(word: str) -> None:
@@ -142,7 +107,7 @@ if len(images):
     st.write(f"{len(images):,} images, by {'true class' if bundle.has_labels else 'matched sense'}:")
     st.dataframe(pd.crosstab(pd.Series(classes, name="class" if bundle.has_labels else "sense"),
                              pd.Series(senses_matched, name="noun row's synset")))
-    if not ws.memo(("polysemy-distinct", word), lambda: analysis.senses_distinguishable(bundle, word)):
+    if not views.senses_distinguishable(ws, word):
         st.caption("The bundle encodes the word's senses with one and the same vector (the lemma alone, as TAC "
                    "does), so the synset the noun pipeline picked is arbitrary: nouns cannot tell the senses apart.")
 
@@ -193,15 +158,14 @@ if cae is not None:
 # --- the text side ------------------------------------------------------------------------------
 st.subheader("Captions that mention the word")
 # cached per word: a full caption bank is 155,000 regex searches and each widget change reruns the page
-mentions = ws.memo(("polysemy-mentions", word), lambda: analysis.captions_mentioning(bundle.captions, word))
+mentions = views.caption_mentions(ws, word)
 st.write(f"{len(mentions):,} of the bundle's {len(bundle.captions):,} captions mention “{word}”.")
 if len(mentions):
     shown = mentions[:MENTIONS_SHOWN]
     closeness, note = None, ""
     if not senses.empty:
-        with user_errors():
-            closeness, note = ws.memo(("polysemy-closeness", word),
-                                      lambda: gloss_closeness(ws, bundle, word, senses, shown))
+        with user_errors(), st.spinner("Encoding the glosses…"):
+            closeness, note = views.gloss_closeness(ws, word, senses, shown)
     if closeness is None:
         if note:
             st.info(f"The senses cannot be compared with the captions: {note}. Only the captions are listed.")
