@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cae_core.config import data_dir
 from cae_core import run_methods
-from cae_core.inputs.synthetic import planted_bundle
+from cifar_data import CIFAR, planted_cifar_bundle
 from explorer.state import WORKSPACE_KEY, Workspace
 from explorer.widgets import escape_markdown
 
@@ -20,7 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 PAGES = [None] + sorted(f"pages/{path.name}" for path in (REPO / "pages").glob("[0-9]_*.py"))
 GUIDED_PAGES = ("pages/2_Semantic_space.py", "pages/3_Correspondences.py", "pages/4_Embedding_map.py")
-CIFAR = data_dir() / "images" / "cifar10-test"
 TIMEOUT = 300
 
 
@@ -79,13 +77,7 @@ def test_every_page_opens_with_nothing_loaded(page):
 @pytest.fixture(scope="module")
 def workspace() -> Workspace:
     """300 real CIFAR-10 test images with synthetic embeddings planted by class, and a full run."""
-    if not CIFAR.is_dir():
-        pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR} (set CAE_DATA_DIR)")
-    classes = sorted(path.name for path in CIFAR.iterdir() if path.is_dir())
-    bundle = planted_bundle(n_images=300, n_classes=len(classes), dim=64, n_nouns=200, n_captions=300)
-    bundle.class_names = np.array(classes)
-    # planted image i belongs to class i % 10: give it the (i // 10)-th picture of that class
-    bundle.image_ids = np.array([f"{classes[label]}/{i // len(classes):04d}.jpg" for i, label in enumerate(bundle.labels)])
+    bundle = planted_cifar_bundle()
     ws = Workspace()
     ws.load(bundle, "cifar10-test (planted embeddings)", CIFAR, random_weights=True)
     ws.set_results(run_methods(bundle, n_clusters=ws.n_clusters, seed=ws.seed))

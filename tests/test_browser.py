@@ -17,17 +17,15 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import pytest
 
-from cae_core.inputs.bundle import save_bundle
-from cae_core.config import data_dir
-from cae_core.inputs.synthetic import planted_bundle
+import cifar_data
+from cae_core import data_dir, save_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CIFAR = data_dir() / "images" / "cifar10-test"
+CIFAR = cifar_data.CIFAR
 PAGES = {"": "CAE Explorer", "Dataset": "Dataset", "Semantic_space": "Semantic space",
          "Correspondences": "Correspondences", "Embedding_map": "Embedding map", "Clusters": "Clusters",
          "Polysemy": "Polysemy"}
@@ -51,12 +49,7 @@ def free_port() -> int:
 
 def planted_cifar_bundle(folder: Path) -> Path:
     """A features bundle in ``folder`` with planted embeddings whose images are real CIFAR-10 pictures."""
-    if not CIFAR.is_dir():
-        pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR} (set CAE_DATA_DIR)")
-    classes = sorted(path.name for path in CIFAR.iterdir() if path.is_dir())
-    bundle = planted_bundle(n_images=300, n_classes=len(classes), dim=64, n_nouns=200, n_captions=300)
-    bundle.class_names = np.array(classes)
-    bundle.image_ids = np.array([f"{classes[label]}/{i // len(classes):04d}.jpg" for i, label in enumerate(bundle.labels)])
+    bundle = cifar_data.planted_cifar_bundle()
     bundle.metadata.update(image_root=str(CIFAR), image_source="cifar10-test (planted embeddings)")
     return save_bundle(bundle, folder / "features.npz")
 
