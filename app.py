@@ -1,4 +1,4 @@
-"""CAE Explorer's front door: navigation over the steps in ``pages/`` and the home page (what CAE does,
+"""CAE Explorer's front door: navigation over the steps in ``steps/`` and the home page (what CAE does,
 the steps, what this session has loaded). Run with ``streamlit run app.py``.
 """
 
@@ -8,17 +8,18 @@ import pandas as pd
 import streamlit as st
 
 from cae_core.analysis import comparison_table
-from explorer.widgets import DATASET_PAGE, escape_markdown, page_header, run_controls
+from cae_core.inputs import find_demos
+from explorer.widgets import DATASET_PAGE, DEMO_LINK_KEY, escape_markdown, open_demo, page_header, run_controls
 
 STEPS = (
     (DATASET_PAGE, "1 · Dataset", "choose images, a CLIP model and text banks; encode, or load a features bundle"),
-    ("pages/2_Semantic_space.py", "2 · Semantic space", "the k-means centres and the nouns and captions each selects"),
-    ("pages/3_Correspondences.py", "3 · Correspondences", "per image: OT-matched texts against softmax retrieval, "
+    ("steps/2_Semantic_space.py", "2 · Semantic space", "the k-means centres and the nouns and captions each selects"),
+    ("steps/3_Correspondences.py", "3 · Correspondences", "per image: OT-matched texts against softmax retrieval, "
                                                           "and its fusion weights"),
-    ("pages/4_Embedding_map.py", "4 · Embedding map", "UMAP of image, noun, caption and fused embeddings; "
+    ("steps/4_Embedding_map.py", "4 · Embedding map", "UMAP of image, noun, caption and fused embeddings; "
                                                       "lasso images into a gallery"),
-    ("pages/5_Clusters.py", "5 · Clusters", "scores, clusters named by their texts, method comparison, downloads"),
-    ("pages/6_Polysemy.py", "6 · Polysemy", "one word, several senses: how captions tell them apart"),
+    ("steps/5_Clusters.py", "5 · Clusters", "scores, clusters named by their texts, method comparison, downloads"),
+    ("steps/6_Polysemy.py", "6 · Polysemy", "one word, several senses: how captions tell them apart"),
 )
 
 
@@ -32,6 +33,26 @@ def home() -> None:
         "those texts by **entropic optimal transport** (Sinkhorn), which keeps every selected text in use "
         "instead of letting a few popular ones win, and clusters the image embedding **fused** with its noun and "
         "caption correspondences, each image weighing the three by how much they agree.")
+
+    st.image("assets/pipeline.svg", caption="images → semantic space → optimal transport → fusion → k-means")
+
+    st.subheader("Try a demo")
+    st.caption("One click loads a demo and runs CAE with its six baselines and ablations; the link "
+               "`?demo=NAME` does the same, so a demo can be shared.")
+    for demo in find_demos():
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        kind = "synthetic: planted embeddings, the words mean nothing" if demo.synthetic else "real CLIP features"
+        left.markdown(f"**{escape_markdown(demo.name)}** · {demo.n_images:,} images"
+                      + (f" of {demo.n_classes} classes" if demo.n_classes else "")
+                      + f" · {escape_markdown(demo.model)} · {demo.n_nouns:,} nouns, {demo.n_captions:,} captions · "
+                      + ("pictures" if demo.has_pictures else "no pictures") + f" · *{kind}*")
+        left.caption(escape_markdown(demo.description))
+        if right.button("Open", key=f"demo-{demo.name}", type="primary" if not demo.synthetic else "secondary",
+                        disabled=ws.demo == demo.name):
+            st.session_state[DEMO_LINK_KEY] = demo.name
+            st.query_params["demo"] = demo.name
+            if open_demo(ws, demo.name):
+                st.rerun()
 
     st.subheader("The steps")
     for page, label, what in STEPS:
@@ -68,6 +89,7 @@ def home() -> None:
             run_controls(ws, "home")
 
 
-# st.navigation over the pages/ files (rather than the bare folder convention) so the sidebar says "Home"
+# st.navigation over the steps/ files. Not a folder named pages/: Streamlit would also discover that one, and a
+# session opened straight on a page (a shared link) would then show the home page as "app" in the sidebar
 st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True)]
               + [st.Page(page, title=label.split(" · ")[1]) for page, label, _ in STEPS]).run()

@@ -28,6 +28,7 @@ class Workspace:
 
     bundle: FeaturesBundle | None = None
     dataset_name: str = ""
+    demo: str | None = None  # the demo's name when the data is one (``find_demos``)
     image_root: Path | None = None
     random_weights: bool = False
     n_clusters: int = 10
@@ -41,7 +42,7 @@ class Workspace:
              skipped: list | None = None) -> None:
         """Replace the loaded data; runs and views of the previous data are dropped with it."""
         self.bundle, self.dataset_name, self.image_root = bundle, dataset_name, image_root
-        self.random_weights = random_weights
+        self.random_weights, self.demo = random_weights, None
         self.skipped = list(skipped or [])
         n_classes = len(np.unique(bundle.labels[bundle.labels >= 0])) if bundle.has_labels else 0
         self.n_clusters = int(min(bundle.n_images, n_classes or self.n_clusters))

@@ -271,3 +271,8 @@ def gloss_closeness(ws: Workspace, word: str, senses: pd.DataFrame,
         return table, note
 
     return ws.memo(("polysemy-closeness", word), compute)
+
+
+def word_senses(ws: Workspace, word: str) -> list[analysis.SenseRow]:
+    """The noun-bank rows of ``word`` with their nearest captions and the images OT sends them (CAE's run)."""
+    return ws.memo(("polysemy-senses", word), lambda: analysis.word_senses(ws.results["cae"], ws.bundle, word))

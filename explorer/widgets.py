@@ -15,15 +15,16 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_methods
-from cae_core.inputs import load_image
+from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
 
 from .state import Workspace, workspace
 
 logger = logging.getLogger(__name__)
 
-DATASET_PAGE = "pages/1_Dataset.py"
+DATASET_PAGE = "steps/1_Dataset.py"
 MAIN_METHOD = "cae"
 THUMBNAIL_SIZE = 128
+DEMO_LINK_KEY = "demo-link"
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 
@@ -35,14 +36,46 @@ def escape_markdown(text: object) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 
-def page_header(title: str, intro: str) -> Workspace:
-    """Title, one-line intro and, when the embeddings are untrained, the banner; returns the workspace."""
+def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
+    """Title, one-line intro and, when the embeddings are untrained, the banner; returns the workspace.
+
+    ``?demo=NAME`` in the URL opens that demo (loaded and clustered) on any page; ``deep_link`` (a page
+    opened from a link that names what to show, e.g. ``?word=crane``) opens the default demo when
+    nothing is loaded, so a shared link never lands on an empty page.
+    """
     st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon=":material/explore:", layout="wide")
     st.title(title)
     st.caption(intro)
     ws = workspace()
+    requested = st.query_params.get("demo")
+    # a link is honoured once per session: data loaded later must not be replaced while the URL keeps it
+    if requested and st.session_state.get(DEMO_LINK_KEY) != requested:
+        st.session_state[DEMO_LINK_KEY] = requested
+        with user_errors():
+            open_demo(ws, requested)
+    elif deep_link and ws.bundle is None:
+        with user_errors():
+            open_demo(ws, default_demo())
     semantics_banner(ws)
     return ws
+
+
+def default_demo() -> str:
+    """The demo a link opens when it names none: stl10-vitb16 where present, else the planted one."""
+    return DEFAULT_DEMO if any(demo.name == DEFAULT_DEMO for demo in find_demos()) else PLANTED
+
+
+def open_demo(ws: Workspace, name: str) -> bool:
+    """Load the demo called ``name`` into the workspace and run every method on it (False if that failed)."""
+    bundle, image_root, demo = load_demo(name)
+    ws.load(bundle, demo.name, image_root, random_weights=False)
+    ws.demo = demo.name
+    if demo.synthetic:
+        st.info(f"Opened the **{demo.name}** demo: planted embeddings, synthetic words.", icon=":material/science:")
+    else:
+        st.info(f"Opened the **{escape_markdown(demo.name)}** demo ({escape_markdown(demo.model)}, real CLIP "
+                "features). Load your own data on the Dataset page.", icon=":material/play_circle:")
+    return run_all(ws)
 
 
 def semantics_banner(ws: Workspace) -> None:

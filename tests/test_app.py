@@ -17,8 +17,8 @@ from explorer.widgets import escape_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
-PAGES = [None] + sorted(f"pages/{path.name}" for path in (REPO / "pages").glob("[0-9]_*.py"))
-GUIDED_PAGES = ("pages/2_Semantic_space.py", "pages/3_Correspondences.py", "pages/4_Embedding_map.py")
+PAGES = [None] + sorted(f"steps/{path.name}" for path in (REPO / "steps").glob("[0-9]_*.py"))
+GUIDED_PAGES = ("steps/2_Semantic_space.py", "steps/3_Correspondences.py", "steps/4_Embedding_map.py")
 TIMEOUT = 300
 
 
@@ -95,7 +95,7 @@ def test_home_says_what_is_loaded(workspace):
 
 
 def test_semantic_space_page(workspace):
-    at = open_page("pages/2_Semantic_space.py", workspace)
+    at = open_page("steps/2_Semantic_space.py", workspace)
     assert_clean(at)
     centres, = tables_with(at, "top nouns")
     n_centres = workspace.results["cae"].semantic_space.n_centres
@@ -120,7 +120,7 @@ def test_semantic_space_page(workspace):
 
 
 def test_correspondences_page(workspace):
-    at = open_page("pages/3_Correspondences.py", workspace)
+    at = open_page("steps/3_Correspondences.py", workspace)
     assert_clean(at)
     tables = tables_with(at, "mass")  # OT and softmax for nouns, then for captions
     assert len(tables) == 4
@@ -143,7 +143,7 @@ def test_correspondences_page(workspace):
 
 
 def test_embedding_map_page(workspace):
-    at = open_page("pages/4_Embedding_map.py", workspace)
+    at = open_page("steps/4_Embedding_map.py", workspace)
     assert_clean(at)
     specs = plotly_specs(at)
     assert len(specs) == 4 and all('"scatter' in spec for spec in specs)
@@ -156,7 +156,7 @@ def test_embedding_map_page(workspace):
 
 
 def test_dataset_page_refuses_paths_outside_the_allowed_roots():
-    at = open_page("pages/1_Dataset.py")
+    at = open_page("steps/1_Dataset.py")
     at.radio(key="source-kind").set_value("folder on the server").run()
     at.text_input(key="folder-path").input("/etc").run()
     assert not at.exception
@@ -169,7 +169,7 @@ def test_dataset_page_loads_a_bundle_from_the_server(workspace, tmp_path, monkey
     monkeypatch.setenv("CAE_ALLOWED_ROOTS", str(tmp_path))
     path = save_bundle(workspace.bundle, tmp_path / "features.npz")
     (tmp_path / "broken.npz").write_bytes(b"not a bundle")
-    at = open_page("pages/1_Dataset.py")
+    at = open_page("steps/1_Dataset.py")
     at.radio(key="bundle-how").set_value("file on the server").run()
     at.text_input(key="bundle-path").input(str(tmp_path / "broken.npz")).run()
     at.button(key="load-bundle").click().run()
@@ -192,7 +192,7 @@ def test_dataset_page_encodes_with_a_random_weight_model(tmp_path, monkeypatch):
                                                     "airplane", "automobile", "tree", "road"]))
     (tmp_path / "captions.txt").write_text("\n".join([f"a photo of a {word} number {i}" for i in range(4)
                                                       for word in ("cat", "dog", "ship", "car", "bird")]))
-    at = open_page("pages/1_Dataset.py")
+    at = open_page("steps/1_Dataset.py")
     at.selectbox(key="shared-set").set_value("cifar10-test").run()
     at.number_input(key="limit").set_value(24).run()
     assert_clean(at)

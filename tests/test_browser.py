@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -194,3 +195,49 @@ def test_a_session_loads_a_bundle_runs_and_walks_the_pages(server, browser):
         times[title] = check(browser, title, f"loaded-{path}")
     assert "Nothing is loaded" not in browser.page_source
     print("seconds until settled:", {title: round(seconds, 1) for title, seconds in times.items()})
+
+
+REAL_DEMO = data_dir() / "embeddings" / "stl10-vitb16" / "stl10-vitb16.npz"
+needs_real_demo = pytest.mark.skipif(not REAL_DEMO.is_file(), reason=f"the real demo bundle is not at {REAL_DEMO}")
+AIRCRAFT = ("airliner", "warplane", "airship", "wing", "space_shuttle")
+
+
+@needs_real_demo
+def test_the_real_demo_is_one_click_from_home_and_every_page_shows_real_words(server, browser):
+    url, _ = server
+    browser.get(url)
+    settle(browser, "CAE Explorer")
+    browser.find_element(By.CSS_SELECTOR, ".st-key-demo-stl10-vitb16 button").click()
+    check(browser, "CAE Explorer", "demo-Home")
+    assert "?demo=stl10-vitb16" in browser.current_url  # the demo's link, to share
+    assert "stl10 sample (200 images)" in browser.page_source and "cae-no-captions" in browser.page_source
+    sources = {}
+    for path, title in PAGES.items():
+        if not path:
+            continue
+        links = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+        next(a for a in links if a.get_attribute("href").rstrip("/").endswith(path)).click()
+        check(browser, title, f"demo-{path}")
+        sources[path] = browser.page_source
+        assert "Nothing is loaded" not in sources[path] and "noun 3-" not in sources[path]
+    # tables are drawn on a canvas; words in headings, labels and plain text are in the page's DOM
+    assert any(word in sources["Clusters"] for word in AIRCRAFT), "no cluster named with an aircraft word"
+    assert re.search(r"cluster \d+ · \d+ images · [A-Za-z]", sources["Correspondences"])  # named by real nouns
+    assert sources["Dataset"].count("<img") >= 8  # real pictures
+
+
+@needs_real_demo
+@pytest.mark.parametrize("word", ["crane", "tank"])
+def test_a_word_link_opens_the_default_demo_with_the_words_senses(server, browser, word):
+    url, _ = server
+    browser.get(f"{url}/Polysemy?word={word}")  # a new session: nothing loaded before the link
+    check(browser, "Polysemy", f"demo-link-{word}")
+    source = browser.page_source
+    assert "Nothing is loaded" not in source and "Opened the" in source
+    first_link = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')[0]
+    assert first_link.text.strip().endswith("Home")  # never "app", however the session started
+    if word == "crane":
+        assert "crane.n.04" in source and "crane.n.05" in source  # both senses, as separate bank rows
+        assert "GPT-3 descriptions of a construction crane" in source and "GPT-3 descriptions of a crane bird" in source
+    else:
+        assert f"one sense of “{word}” only" in source

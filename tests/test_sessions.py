@@ -30,7 +30,7 @@ try:
 except pytest.skip.Exception as why:  # test_browser.py skips itself without selenium, chromium or chromedriver
     NO_BROWSER = str(why)
 
-DATASET_PAGE = "pages/1_Dataset.py"
+DATASET_PAGE = "steps/1_Dataset.py"
 RUN_BUTTON = f"Run CAE and {len(METHODS) - 1} baselines"
 
 

@@ -4,6 +4,7 @@ it and the sense each matched, and each sense's gloss against the captions that 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 from ..arrays import unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
+from ..method.alignment import Alignment, ot_alignment
 from ..method.run import ClusteringResult, ClusterTexts, cluster_texts
 from ..method.semantic_space import Bank
 
@@ -152,3 +154,73 @@ def sense_caption_similarity(gloss_embeddings: np.ndarray, caption_embeddings: n
     tied = ranked[:, -1] - ranked[:, -2] < 1e-6 if len(names) > 1 else np.zeros(len(cosine), dtype=bool)
     table["closest"] = ["" if tie else names[k] for k, tie in zip(cosine.argmax(axis=1), tied)]
     return table
+
+
+@dataclass
+class SenseRow:
+    """One row of the noun bank for a word (one WordNet sense) and what the run did with it.
+
+    ``selected``: the semantic space kept it, so ``images`` (heaviest first) are those the run's OT plan
+    sends the most of their mass to it (``image_mass``: the share of each image's mass). Otherwise
+    ``images`` come from a probe: the same OT (the run's epsilon) over the selected nouns plus this
+    word's rows. ``nearest_captions`` are the caption-bank rows closest to the row, with their cosines.
+    """
+
+    bank_row: int
+    synset: str
+    gloss: str
+    selected: bool
+    nearest_captions: list[str]
+    caption_cosine: list[float]
+    images: np.ndarray
+    image_mass: np.ndarray
+
+
+def _heaviest_images(alignment: Alignment, column: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    mass = np.where(alignment.top_text == column, alignment.top_weight, 0).sum(axis=1)
+    order = np.argsort(-mass, kind="stable")[:n]
+    order = order[mass[order] > 0]
+    return order, mass[order]
+
+
+def word_senses(result: ClusteringResult, bundle: FeaturesBundle, word: str, n_captions: int = 5,
+                n_images: int = 8) -> list[SenseRow]:
+    """Every noun-bank row of ``word``: its sense, nearest captions and the images OT sends to it.
+
+    Empty when the bank has no row for the word or the run aligned no nouns.
+    """
+    rows = noun_rows(bundle.nouns, word)
+    part = result.aligned.get(Bank.NOUNS)
+    if not len(rows) or part is None:
+        return []
+    selection = part.selection
+    position = {int(row): k for k, row in enumerate(selection.bank_index)}
+    missing = [int(row) for row in rows if int(row) not in position]
+    probe = None
+    if missing:
+        # the word's unselected rows added to the selected nouns, aligned as the run aligned them
+        texts = np.concatenate([selection.embeddings, bundle.noun_embeddings[missing]])
+        probe = ot_alignment(bundle.image_embeddings, texts, epsilon=result.config.epsilon,
+                             tol=result.config.sinkhorn_tol, max_iter=result.config.sinkhorn_max_iter,
+                             top_k=result.config.top_matches, device=result.config.device)
+    found = []
+    for row in map(int, rows):
+        if row in position:
+            images, mass = _heaviest_images(part.alignment, position[row], n_images)
+        else:
+            images, mass = _heaviest_images(probe, len(selection) + missing.index(row), n_images)
+        cosine = bundle.caption_embeddings @ bundle.noun_embeddings[row]
+        nearest = np.argsort(-cosine, kind="stable")[:n_captions]
+        found.append(SenseRow(row, str(bundle.noun_synsets[row]) if bundle.noun_synsets is not None else "",
+                              str(bundle.noun_glosses[row]) if bundle.noun_glosses is not None else "",
+                              row in position, [str(bundle.captions[k]) for k in nearest],
+                              [float(cosine[k]) for k in nearest], images, mass))
+    return found
+
+
+def sense_cosines(bundle: FeaturesBundle, word: str) -> pd.DataFrame:
+    """Cosine between the embeddings of a word's noun-bank rows, labelled by synset (or row)."""
+    rows = noun_rows(bundle.nouns, word)
+    names = [str(bundle.noun_synsets[row]) if bundle.noun_synsets is not None else f"row {row}" for row in rows]
+    embeddings = unit_rows(bundle.noun_embeddings[rows], np.float64)
+    return pd.DataFrame(embeddings @ embeddings.T, index=names, columns=names)

@@ -156,6 +156,22 @@ def load_bundle(path: str | os.PathLike) -> FeaturesBundle:
     return FeaturesBundle(**kwargs, metadata=metadata)
 
 
+def image_root_of(metadata: dict, bundle_path: str | os.PathLike | None) -> Path | None:
+    """The folder a bundle's ``image_ids`` are relative to, from its metadata's ``image_root``.
+
+    A relative ``image_root`` is taken relative to the bundle file's folder, so that a bundle and its
+    pictures can be moved together; None when the metadata names none (or it is relative and the
+    bundle's location is unknown). The folder may not exist on this machine.
+    """
+    recorded = metadata.get("image_root")
+    if not recorded:
+        return None
+    root = Path(str(recorded)).expanduser()
+    if root.is_absolute():
+        return root
+    return Path(bundle_path).parent / root if bundle_path is not None else None
+
+
 def save_bundle(bundle: FeaturesBundle, path: str | os.PathLike) -> Path:
     """Write ``bundle`` atomically (temporary file, then rename): no half-written bundle."""
     path = Path(path)

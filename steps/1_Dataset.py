@@ -193,4 +193,4 @@ if ws.bundle is not None:
     st.markdown("**Next: cluster** (CAE and its baselines, run once and kept for every page)")
     run_controls(ws, "dataset")
     if ws.results:
-        st.page_link("pages/2_Semantic_space.py", label="Continue with the semantic space", icon=":material/arrow_forward:")
+        st.page_link("steps/2_Semantic_space.py", label="Continue with the semantic space", icon=":material/arrow_forward:")

@@ -13,7 +13,8 @@ import streamlit as st
 from cae_core import analysis
 from cae_core.inputs import flickr8k_captions, flickr30k_captions, noun_senses
 from explorer import views
-from explorer.widgets import escape_markdown, image_grid_for, page_header, run_controls, user_errors
+from explorer.widgets import escape_markdown, image_caption, image_grid, image_grid_for, page_header, run_controls, \
+    user_errors
 
 PRESETS = ("crane", "tank", "spaniel")
 WORD_KEY = "polysemy-word"
@@ -43,8 +44,10 @@ def choose(word: str) -> None:
     st.session_state[WORD_KEY] = word
 
 
+# arriving from a link that names a word (``?word=crane``) with nothing loaded opens the default demo
 ws = page_header("Polysemy", "One noun, several meanings: WordNet's senses of a word, the images CAE's noun "
-                             "alignment matches to it, and how captions tell the senses apart (CAE's Figure 2).")
+                             "alignment matches to it, and how captions tell the senses apart (CAE's Figure 2).",
+                 deep_link=WORD_KEY not in st.session_state and bool(st.query_params.get("word")))
 
 # the URL names the word on arrival; afterwards the box does, and the URL follows it
 if WORD_KEY not in st.session_state:
@@ -80,6 +83,43 @@ if bundle is None:
         if examples:
             st.dataframe(pd.DataFrame({"caption": examples}), hide_index=True)
     st.stop()
+
+# --- the word's rows in the noun bank -------------------------------------------------------------
+if "cae" in ws.results:
+    st.subheader(f"“{word}” in this bundle's noun bank")
+    rows = views.word_senses(ws, word)
+    if not rows:
+        st.info(f"The noun bank of {escape_markdown(ws.dataset_name or 'this bundle')} has no row for “{word}”, "
+                "so no image can be matched to it.")
+    else:
+        in_wordnet = len(senses) if not senses.empty else 0
+        if len(rows) == 1:
+            st.info(f"The bank holds one sense of “{word}” only ({escape_markdown(rows[0].synset or 'no synset')})"
+                    + (f"; WordNet lists {in_wordnet}, the others are not in this bank." if in_wordnet > 1 else ".")
+                    + " Nouns alone cannot tell senses apart that the bank does not hold.")
+        else:
+            st.markdown(f"{len(rows)} rows, one per sense. Cosine between their embeddings (CLIP's text tower "
+                        "puts the senses of one word close together; only the prompt differs):")
+            st.dataframe(analysis.sense_cosines(bundle, word).round(3))
+        for sense in rows:
+            st.markdown(f"**{escape_markdown(sense.synset or f'row {sense.bank_row}')}** · "
+                        f"{escape_markdown(sense.gloss or 'no gloss')}")
+            texts_column, images_column = st.columns([2, 3])
+            texts_column.dataframe(pd.DataFrame({"nearest caption-bank rows": sense.nearest_captions,
+                                                 "cosine": sense.caption_cosine}).round(3), hide_index=True)
+            if sense.selected:
+                images_column.caption("In the semantic space: the images CAE's transport plan sends the most of "
+                                      "their mass to this row (share of each image's mass).")
+            else:
+                images_column.caption("Not in the semantic space (no centre selected it). Probe: the same OT, "
+                                      "with this word's rows added to the selected nouns, sends it these images.")
+            with images_column:
+                if len(sense.images):
+                    image_grid([ws.image_path(int(i)) for i in sense.images],
+                               [f"{image_caption(ws, int(i))} · {mass:.3f}" for i, mass in
+                                zip(sense.images, sense.image_mass)], columns=8, size=96)
+                else:
+                    st.caption("No image sends it mass among its top matches.")
 
 # --- images the noun pipeline matches to the word -----------------------------------------------
 st.subheader("Images matched to the word by the nouns alone")
