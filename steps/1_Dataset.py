@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from cae_core import data_dir, load_bundle
+from cae_core.inputs import image_root_of
 from cae_core.inputs import BENCHMARKS, TAC_TEMPLATES, allowed_roots, dataset_choices, encode_dataset, \
     open_image_source, resolve_allowed_path
 from explorer import views
@@ -163,8 +164,9 @@ with bundle_tab:
         with user_errors():
             bundle = load_bundle(bundle_path)
             # an encoded bundle names its image folder and weights; use them when they are readable here
-            recorded = bundle.metadata.get("image_root")
-            if image_folder is None and recorded:
+            # a relative image_root is beside the bundle file (unknown for an upload)
+            recorded = image_root_of(bundle.metadata, bundle_path if how == SERVER_FILE else None)
+            if image_folder is None and recorded is not None:
                 with user_errors():
                     image_folder = resolve_allowed_path(recorded, allowed_roots())
             random_weights = untrained or ("model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
