@@ -14,8 +14,10 @@ from pathlib import Path
 from .errors import CaeError
 from .inputs.bundle import load_bundle, save_bundle
 from .inputs.cache import cache_dir, clear_cache, list_entries
-from .inputs.corpora import TAC_TEMPLATES
 from .inputs.encode import RANDOM_WEIGHTS, encode_dataset
+from .inputs.encoders import load_clip
+from .inputs.presets import PRESETS, estimate_presets
+from .inputs.sources import open_image_source
 from .method.fusion import COMBINES
 from .method.methods import FUSION_CHOICES, METHODS, CaeConfig
 from .method.run import run_method, run_methods
@@ -176,23 +178,42 @@ class _TqdmProgress:
 def _add_encode_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("encode", help="encode images, nouns and captions into a features bundle")
     parser.add_argument("--images", required=True, help="folder, .zip, shared image set or benchmark (cifar10)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                        help="; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
+                             + " (flags given explicitly override it)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print how long each preset would take on this device (a short measured run) and stop")
     parser.add_argument("--limit", type=int, default=None, help="at most N images (balanced over classes)")
     parser.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
     parser.add_argument("--pretrained", default="openai",
                         help=f"open_clip tag, checkpoint file, or '{RANDOM_WEIGHTS}' to explore the mechanics "
                              "(random weights: the features carry no semantics)")
-    parser.add_argument("--nouns", default="wordnet", help="wordnet or a file with one noun per line")
-    parser.add_argument("--captions", default="flickr30k", help="flickr30k, flickr8k, a file or a folder")
-    parser.add_argument("--templates", type=int, default=len(TAC_TEMPLATES),
-                        help="how many of TAC's 7 noun prompt templates to average (1 is 7x faster)")
+    parser.add_argument("--nouns", default=None, help="wordnet (default), imagenet or a file with one noun per line")
+    parser.add_argument("--captions", default=None, help="flickr30k (default), flickr8k, a file or a folder")
+    parser.add_argument("--max-captions", type=int, default=None, help="keep the first N captions (default all)")
+    parser.add_argument("--templates", type=int, default=None,
+                        help="how many of TAC's 7 noun prompt templates to average (default 7; 1 is 7x faster)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--out", required=True, type=Path, help="output bundle (.npz)")
+    parser.add_argument("--out", type=Path, help="output bundle (.npz); required unless --estimate")
     parser.set_defaults(handler=run_encode)
     return parser
 
 
+def _apply_preset(args: argparse.Namespace) -> None:
+    """Fill the options not given with the preset's values, or the defaults (the paper's banks)."""
+    preset = PRESETS[args.preset or "paper"]
+    for option in ("limit", "nouns", "templates", "captions", "max_captions"):
+        if getattr(args, option) is None and (args.preset or option in ("nouns", "templates", "captions")):
+            setattr(args, option, getattr(preset, option))
+
+
 def run_encode(args: argparse.Namespace) -> int:
+    _apply_preset(args)
+    if args.estimate:
+        return _print_estimates(args)
+    if args.out is None:
+        raise CaeError("encode needs --out (the bundle to write), unless --estimate")
     pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
     if pretrained is None:
         print(f"warning: {args.model} with random weights; clusters and matched texts carry no semantics",
@@ -200,11 +221,23 @@ def run_encode(args: argparse.Namespace) -> int:
     progress = _TqdmProgress()
     try:
         bundle, report = encode_dataset(args.images, args.model, pretrained, args.nouns, args.captions,
-                                        args.device, args.batch_size, args.limit, args.templates, progress)
+                                        args.device, args.batch_size, args.limit, args.templates,
+                                        args.max_captions, progress)
     finally:
         progress.close()
     print(save_bundle(bundle, args.out))
     print(report.summary())
+    return 0
+
+
+def _print_estimates(args: argparse.Namespace) -> int:
+    """Each preset's work and time on this device, measured with an untrained copy of ``--model``."""
+    source = open_image_source(args.images)
+    clip = load_clip(args.model, None, args.device)  # the architecture's speed does not depend on its weights
+    for found in estimate_presets(clip, source):
+        print(f"{found.preset}: {found.n_images:,} images, {found.n_noun_prompts:,} noun prompts, "
+              f"{found.n_captions:,} captions: about {found.seconds / 60:,.1f} min on {clip.device.type} "
+              f"({args.model}, measured here; nothing cached yet)")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Tables and arrays the pages draw, computed from the engine's results and memoised in the workspace.
+"""Tables and arrays the pages draw, computed from the engine's results and memoised in the workspace
+(or, before anything is loaded, in the session).
 
 No widgets here: the pages own the layout; this module shapes data (pandas tables, projections) so
-that a rerun (a click, the next image) only slices what was computed once.
+that a rerun (a click, the next image) only slices what was computed once. Every memo key is here.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import streamlit as st
 
 from cae_core import Alignment, Bank, CaeError, ClusteringResult, FeaturesBundle, SemanticSpace, TextSelection, \
     analysis, default_n_centres
 from cae_core.analysis import bundle_bytes, project, representations
+from cae_core.inputs import ImageSource, estimate_presets, open_image_source
 from cae_core.method import align_bank, semantic_space_for
 
-from .resources import text_tower
+from .resources import clip_model, text_tower
 from .state import Workspace
 
 
@@ -276,3 +279,31 @@ def gloss_closeness(ws: Workspace, word: str, senses: pd.DataFrame,
 def word_senses(ws: Workspace, word: str) -> list[analysis.SenseRow]:
     """The noun-bank rows of ``word`` with their nearest captions and the images OT sends them (CAE's run)."""
     return ws.memo(("polysemy-senses", word), lambda: analysis.word_senses(ws.results["cae"], ws.bundle, word))
+
+
+# --- encoding (before anything is loaded: kept in the session, not the workspace) ---------------------------
+
+PREVIEW_KEY = "dataset-preview"
+ESTIMATES_KEY = "dataset-estimates"
+
+
+def image_source_preview(spec: str, limit: int | None) -> ImageSource:
+    """The listing of an image source; the last one is kept, since a zip or benchmark is unpacked once."""
+    preview = st.session_state.get(PREVIEW_KEY)
+    if preview is None or preview[0] != (spec, limit):
+        st.session_state[PREVIEW_KEY] = ((spec, limit), open_image_source(spec, limit=limit))
+    return st.session_state[PREVIEW_KEY][1]
+
+
+def preset_estimates(spec: str, source: ImageSource, model: str, device: str) -> pd.DataFrame:
+    """Each encoding preset's work and estimated minutes for ``source`` on ``device``, measured once per
+    (source, model, device) with an untrained copy of ``model`` (speed does not depend on the weights)."""
+    key = (spec, len(source.records), model, device)
+    kept = st.session_state.setdefault(ESTIMATES_KEY, {})
+    if key not in kept:
+        clip = clip_model(model, None, device)
+        kept[key] = pd.DataFrame([{"preset": found.preset, "images": found.n_images,
+                                   "noun prompts": found.n_noun_prompts, "captions": found.n_captions,
+                                   "estimated minutes": round(found.seconds / 60, 1), "device": clip.device.type}
+                                  for found in estimate_presets(clip, source)])
+    return kept[key]

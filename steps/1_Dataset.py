@@ -8,9 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from cae_core import data_dir, load_bundle
-from cae_core.inputs import image_root_of
-from cae_core.inputs import BENCHMARKS, TAC_TEMPLATES, allowed_roots, dataset_choices, encode_dataset, \
-    open_image_source, resolve_allowed_path
+from cae_core.inputs import BENCHMARKS, PRESETS, TAC_TEMPLATES, allowed_roots, dataset_choices, encode_dataset, \
+    image_root_of, resolve_allowed_path
 from explorer import views
 from explorer.widgets import escape_markdown, image_grid, page_header, run_controls, show_error, user_errors
 from explorer.resources import clip_model, open_clip_models, pretrained_tags, saved_upload
@@ -18,7 +17,7 @@ from explorer.resources import clip_model, open_clip_models, pretrained_tags, sa
 SHARED, FOLDER, ZIP, BENCHMARK = "shared image set", "folder on the server", "zip upload", "torchvision benchmark"
 TAG, CHECKPOINT, RANDOM = "pretrained tag", "checkpoint file", "random weights"
 SERVER_FILE, UPLOAD = "file on the server", "upload a file"
-PREVIEW_KEY = "dataset-preview"
+CUSTOM = "custom"
 
 ws = page_header("Dataset", "Images, a CLIP model and the text banks, encoded by the same model into a features "
                             "bundle; or a bundle (.npz) loaded as it is.")
@@ -51,7 +50,18 @@ def text_bank(kind: str, corpora: dict[str, str]) -> str | None:
 
 encode_tab, bundle_tab = st.tabs(["Encode images", "Load a features bundle"])
 
+def apply_preset() -> None:
+    """Set the widgets below to the chosen preset's values (callbacks run before the page)."""
+    preset = PRESETS.get(st.session_state["preset"])
+    if preset is not None:
+        st.session_state.update({"limit": preset.limit or 0, "nouns-bank": preset.nouns, "templates": preset.templates,
+                                 "captions-bank": preset.captions, "max-captions": preset.max_captions or 0})
+
+
 with encode_tab:
+    st.radio("Preset", [CUSTOM, *PRESETS], horizontal=True, key="preset", on_change=apply_preset,
+             format_func=lambda name: name if name == CUSTOM else f"{name}: {PRESETS[name].description}",
+             help="Sets the image limit, the banks and the templates below; each can still be changed.")
     st.markdown("**Images**")
     kind = st.radio("Source", [SHARED, FOLDER, ZIP, BENCHMARK], horizontal=True, key="source-kind")
     spec: str | None = None
@@ -73,17 +83,15 @@ with encode_tab:
                             format_func=lambda key: f"{key}: {BENCHMARKS[key].description}")
         st.caption("Downloaded by torchvision on first use (needs internet), then kept.")
         spec = name if st.toggle("Open it", key="benchmark-open") else None
-    limit = int(st.number_input("At most this many images (0: all; a subset stays balanced over classes)", 0,
-                                10**7, 0, step=100, key="limit"))
+    # no value= on the widgets a preset sets: their value lives in the session state (0 is the minimum)
+    limit = int(st.number_input("At most this many images (0: all; a subset stays balanced over classes)",
+                                min_value=0, max_value=10**7, step=100, key="limit"))
 
     source = None
     if spec is not None:
         with user_errors(), st.spinner("Listing the images…"):
             # listing is cheap but a zip or benchmark is unpacked once: keep the last listing per choice
-            preview = st.session_state.get(PREVIEW_KEY)
-            if preview is None or preview[0] != (spec, limit):
-                st.session_state[PREVIEW_KEY] = ((spec, limit), open_image_source(spec, limit=limit or None))
-            source = st.session_state[PREVIEW_KEY][1]
+            source = views.image_source_preview(spec, limit or None)
     if source is not None:
         classes = views.class_counts([record.label for record in source.records], source.class_names)
         st.markdown(f"**{len(source.records):,} images** in {escape_markdown(source.name)}, "
@@ -119,11 +127,20 @@ with encode_tab:
         device = device_column.selectbox("Device", ["auto", "cpu", "cuda"], key="device")
 
         st.markdown("**Text banks**")
-        nouns = text_bank("nouns", {"wordnet": "WordNet nouns (146,347 lemma-sense pairs)"})
+        nouns = text_bank("nouns", {"wordnet": "WordNet nouns (146,347 lemma-sense pairs)",
+                                    "imagenet": "ImageNet-1K class names (1,000)"})
         captions = text_bank("captions", {"flickr30k": "Flickr30k captions (155,070)",
                                           "flickr8k": "Flickr8k captions (40,460)"})
+        max_captions = int(st.number_input("Keep the first this many captions (0: all)", min_value=0,
+                                           max_value=10**7, step=1000, key="max-captions"))
+        st.session_state.setdefault("templates", len(TAC_TEMPLATES))
         templates = int(st.slider("Prompt templates averaged per noun (TAC uses all 7; 1 is 7× faster)", 1,
-                                  len(TAC_TEMPLATES), len(TAC_TEMPLATES), key="templates"))
+                                  len(TAC_TEMPLATES), key="templates"))
+        if st.button("Estimate each preset's time on this device", key="estimate",
+                     help="Encodes a few images and texts with an untrained copy of the architecture (its speed "
+                          "does not depend on the weights) and scales up; cached work is not counted."):
+            with user_errors(), st.spinner("Measuring the encoder on a sample…"):
+                st.dataframe(views.preset_estimates(spec, source, model, device), hide_index=True)
         ready = nouns is not None and captions is not None and (weights == RANDOM or pretrained is not None)
         if st.button("Encode", type="primary", disabled=not ready, key="encode"):
             with st.status(f"Encoding {len(source.records):,} images and the text banks with {model}",
@@ -137,7 +154,8 @@ with encode_tab:
 
                 try:
                     bundle, report = encode_dataset(spec, model, pretrained, nouns, captions, device,
-                                                    limit=limit or None, templates=templates, progress=progress,
+                                                    limit=limit or None, templates=templates,
+                                                    max_captions=max_captions or None, progress=progress,
                                                     clip=clip_model(model, pretrained, device))
                 except Exception as error:  # noqa: BLE001 - shown as a message, the page stays usable
                     status.update(label="Encoding failed", state="error", expanded=True)

@@ -51,14 +51,25 @@ def page_text(at: AppTest) -> str:
     ("crane", ("large long-necked wading bird", "lifts and moves heavy objects")),
     ("tank", ("an enclosed armored military vehicle", "a large (usually metallic) vessel for holding gases")),
 ])
-def test_senses_from_the_url_without_data(word, glosses):
-    at = open_page(word)
-    assert not at.exception
+def test_a_word_link_opens_a_demo_with_the_words_senses(word, glosses):
+    at = open_page(word)  # a new session arriving from ``?word=...``: nothing loaded before
+    assert not at.exception, [element.message for element in at.exception]
     assert at.text_input(key="polysemy-word").value == word
     frames = frames_text(at)
     for gloss in glosses:
         assert gloss in frames
-    # no data loaded: the caption corpus is searched instead
+    assert any("Opened the" in info.value for info in at.info)  # the default demo, not an empty page
+    assert at.session_state["workspace"].results
+    assert any(f"in this bundle's noun bank" in header.value for header in at.subheader)
+
+
+def test_without_data_the_caption_corpus_is_searched():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["polysemy-word"] = "crane"  # reached from the sidebar: no link, nothing loaded
+    at.run()
+    assert not at.exception
+    assert at.session_state["workspace"].bundle is None
+    assert "wading bird" in frames_text(at)
     assert "Caption corpus" in [box.label for box in at.selectbox]
     assert "mention" in page_text(at) + "\n".join(str(element.value) for element in at.markdown)
 

@@ -80,6 +80,10 @@ class CaptionBank:
     def __len__(self) -> int:
         return len(self.captions)
 
+    def head(self, n: int | None) -> CaptionBank:
+        """The first ``n`` captions (all when ``n`` is None): a subset that is the same every time."""
+        return self if n is None or n >= len(self) else CaptionBank(f"{self.name}, first {n:,}", self.captions[:n])
+
 
 # ---------------------------------------------------------------- WordNet
 
@@ -171,9 +175,20 @@ def read_noun_file(path: str | os.PathLike) -> NounBank:
     return NounBank(path.name, np.array(nouns))
 
 
+def imagenet_nouns() -> NounBank:
+    """The 1,000 ImageNet-1K class names (torchvision's list, shipped with the package: no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return NounBank("ImageNet-1K class names (torchvision)",
+                    np.array(ResNet50_Weights.IMAGENET1K_V1.meta["categories"]))
+
+
+NOUN_CORPORA = {"wordnet": wordnet_nouns, "imagenet": imagenet_nouns}
+
+
 def read_noun_source(spec: str) -> NounBank:
-    """``"wordnet"`` or the path of a noun file."""
-    return wordnet_nouns() if spec == "wordnet" else read_noun_file(spec)
+    """``"wordnet"``, ``"imagenet"`` or the path of a noun file."""
+    return NOUN_CORPORA[spec]() if spec in NOUN_CORPORA else read_noun_file(spec)
 
 
 # ---------------------------------------------------------------- captions

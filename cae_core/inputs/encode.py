@@ -39,13 +39,14 @@ class EncodeReport:
 
 def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None = "openai", nouns: str = "wordnet",
                    captions: str = "flickr30k", device: str = "auto", batch_size: int = 128,
-                   limit: int | None = None, templates: int = len(TAC_TEMPLATES),
+                   limit: int | None = None, templates: int = len(TAC_TEMPLATES), max_captions: int | None = None,
                    progress: Progress | None = None, clip: ClipModel | None = None) -> tuple[FeaturesBundle, EncodeReport]:
     """Encode an image source and the two text banks with one CLIP model into a ``FeaturesBundle``.
 
     ``images``: a source spec for ``sources.open_image_source``; ``nouns``: "wordnet" or a file;
-    ``captions``: "flickr30k", "flickr8k", a file or a folder; ``templates``: how many of TAC's 7
-    prompt templates to ensemble (1 = "itap of a {}." alone, 7x faster). Everything is cached, so a
+    ``captions``: "flickr30k", "flickr8k", a file or a folder, of which ``max_captions`` are kept (the
+    first ones; all when None); ``templates``: how many of TAC's 7 prompt templates to ensemble
+    (1 = "itap of a {}." alone, 7x faster); ``PRESETS`` in ``presets.py`` name two sets of these. Everything is cached, so a
     second call with the same inputs does no model work. ``clip``: a model already loaded (by
     ``load_clip(model, pretrained, device)``), which an interactive caller keeps between encodings.
     """
@@ -53,12 +54,14 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
         raise CaeError(f"--templates must be between 1 and {len(TAC_TEMPLATES)}, got {templates}")
     if batch_size < 1:
         raise CaeError(f"--batch-size must be positive, got {batch_size}")
+    if max_captions is not None and max_captions < 1:
+        raise CaeError(f"--max-captions must be positive, got {max_captions}")
     require_writable()
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     source = open_image_source(images, limit=limit)
     noun_bank = read_noun_source(nouns)
-    caption_bank = read_caption_source(captions)
+    caption_bank = read_caption_source(captions).head(max_captions)
     if clip is None:
         clip = load_clip(model, pretrained, device)
     seconds["load"] = time.perf_counter() - started
