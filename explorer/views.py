@@ -150,7 +150,7 @@ def fusion_weights(result: ClusteringResult, image: int) -> pd.DataFrame:
     (mean cosine over the images: the modality gap's share) and the image's deviation from it."""
     fusion = result.fusion
     return pd.DataFrame({"modality": list(fusion.modalities), "weight": fusion.weights[image].astype(float),
-                         "cosine to prototype": fusion.prototype_cosine[image].astype(float),
+                         "cos to prototype": fusion.prototype_cosine[image].astype(float),
                          "offset": fusion.offset.astype(float),
                          "deviation": fusion.deviation[image].astype(float)})
 

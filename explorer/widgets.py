@@ -4,6 +4,7 @@ errors as messages, cached thumbnails and image grids, and the one clustering ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import re
@@ -15,6 +16,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_methods
+from cae_core.method import FUSION_CHOICES
 from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
 
 from .state import Workspace, workspace
@@ -121,12 +123,17 @@ def require_bundle(ws: Workspace) -> FeaturesBundle:
 def run_controls(ws: Workspace, key: str) -> None:
     """Number of clusters, seed and the button that runs CAE and its baselines (``key`` makes widgets unique)."""
     bundle = require_bundle(ws)
-    left, middle, right = st.columns([1, 1, 2], vertical_alignment="bottom")
+    left, middle, fusion_column, right = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
     n_clusters = left.number_input("Clusters K", 1, bundle.n_images, int(ws.n_clusters), key=f"{key}-k",
                                    help="Defaults to the number of ground-truth classes when they are known.")
     seed = middle.number_input("Seed", 0, 2**31 - 1, int(ws.seed), key=f"{key}-seed")
+    fusion = fusion_column.selectbox("Fusion", FUSION_CHOICES, index=FUSION_CHOICES.index(ws.config.fusion),
+                                     key=f"{key}-fusion",
+                                     help="adaptive: CAE's weights with CLIP's modality gap removed (the default); "
+                                          "paper: the formula as written, whose weights the gap decides.")
     if right.button(f"Run CAE and {len(METHODS) - 1} baselines", type="primary", key=f"{key}-run"):
         ws.n_clusters, ws.seed = int(n_clusters), int(seed)
+        ws.config = dataclasses.replace(ws.config, fusion=fusion)  # a new object: old results keep theirs
         run_all(ws)
 
 
