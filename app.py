@@ -37,7 +37,7 @@ def home() -> None:
     st.image("assets/pipeline.svg", caption="images → semantic space → optimal transport → fusion → k-means")
 
     st.subheader("Try a demo")
-    st.caption("One click loads a demo and runs CAE with its six baselines and ablations; the link "
+    st.caption("One click loads a demo and runs CAE with its baselines and ablations; the link "
                "`?demo=NAME` does the same, so a demo can be shared.")
     for demo in find_demos():
         left, right = st.columns([4, 1], vertical_alignment="center")

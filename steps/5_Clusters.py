@@ -33,7 +33,8 @@ else:
 
 st.subheader("Methods on the same data")
 comparison = comparison_table(ws.results)
-st.dataframe(comparison.assign(description=[METHODS[name].description for name in comparison["method"]]),
+st.dataframe(comparison.assign(description=[METHODS[name].description for name in comparison["method"]],
+                                source=[METHODS[name].source for name in comparison["method"]]),
              hide_index=True, column_config={key: st.column_config.NumberColumn(format="percent")
                                                     for key in ("acc", "nmi", "ari")})
 scores = analysis.metrics_long(ws.results)

@@ -282,3 +282,14 @@ def test_gpu_out_of_memory_falls_back_to_smaller_blocks_then_cpu():
 
     assert with_memory_fallback(compute, torch.device("cuda"), 1024, min_block_rows=256) == 256
     assert calls == [("cuda", 1024), ("cuda", 512), ("cuda", 256), ("cpu", 256)]
+
+
+def test_laic_notrain_clusters_the_centred_relation_rows(bundle, all_results):
+    result = all_results["laic-notrain"]
+    selected = result.semantic_space.nouns.embeddings
+    relation = bundle.image_embeddings @ selected.T
+    centred = relation - relation.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(result.features, centred / np.linalg.norm(centred, axis=1, keepdims=True), atol=1e-5)
+    assert result.features.shape == (bundle.n_images, len(selected))
+    assert result.fusion is None and not result.aligned  # no alignment: the relations are the representation
+    assert "relation" in result.stage_seconds

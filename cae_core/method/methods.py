@@ -14,7 +14,7 @@ from .semantic_space import TEXTS_PER_CENTRE, Bank
 
 BOTH = (Bank.NOUNS, Bank.CAPTIONS)
 AlignmentKind = Literal["ot", "softmax", "tac"]
-MethodFusion = Literal["adaptive", "equal", "tac", "none"]
+MethodFusion = Literal["adaptive", "equal", "tac", "relation", "none"]
 FusionChoice = Literal["adaptive", "paper"]
 FUSION_CHOICES: tuple[str, ...] = get_args(FusionChoice)
 
@@ -26,7 +26,9 @@ class MethodSpec:
     ``alignment``: ``"ot"`` (CAE), ``"softmax"`` (CAE's formula with softmax weights at OT's
     temperature: the ablation) or ``"tac"`` (TAC's retrieval, tau = 0.005). ``fusion``:
     ``"adaptive"`` (the run's ``CaeConfig.fusion``), ``"equal"`` (equal weights, otherwise as
-    adaptive), ``"tac"`` (TAC's plain concatenation of raw modalities) or ``"none"`` (image only).
+    adaptive), ``"tac"`` (TAC's plain concatenation of raw modalities), ``"relation"`` (no alignment:
+    the images' relation rows to the selected texts, LAIC's representation) or ``"none"`` (image only).
+    ``source`` says where the method comes from.
     """
 
     name: str
@@ -34,6 +36,7 @@ class MethodSpec:
     banks: tuple[Bank, ...] = ()
     alignment: AlignmentKind = "ot"
     fusion: MethodFusion = "adaptive"
+    source: str = "CAE (AAAI 2026), ablation"
 
     def __post_init__(self) -> None:
         if self.alignment not in get_args(AlignmentKind):
@@ -43,10 +46,12 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
-    MethodSpec("cae", "CAE: OT-aligned nouns and captions, adaptive fusion", BOTH),
-    MethodSpec("clip-kmeans", "k-means on the CLIP image embeddings", fusion="none"),
+    MethodSpec("cae", "CAE: OT-aligned nouns and captions, adaptive fusion", BOTH, source="CAE (AAAI 2026)"),
+    MethodSpec("clip-kmeans", "k-means on the CLIP image embeddings", fusion="none", source="baseline"),
     MethodSpec("tac-notrain", "TAC without training: softmax-retrieved nouns concatenated with the image",
-               (Bank.NOUNS,), alignment="tac", fusion="tac"),
+               (Bank.NOUNS,), alignment="tac", fusion="tac", source="TAC (ICML 2024), public code"),
+    MethodSpec("laic-notrain", "LAIC without training: each image's row of the image-noun relation matrix",
+               (Bank.NOUNS,), fusion="relation", source="LAIC (seed 004); C's form inferred, see relation.py"),
     MethodSpec("cae-no-captions", "CAE without captions", (Bank.NOUNS,)),
     MethodSpec("cae-no-nouns", "CAE without nouns", (Bank.CAPTIONS,)),
     MethodSpec("cae-softmax", "CAE with softmax retrieval at OT's temperature instead of OT", BOTH,

@@ -16,6 +16,7 @@ from .clustering import spherical_kmeans
 from .fusion import Fusion, fuse
 from .methods import METHODS, AlignmentKind, CaeConfig, MethodSpec
 from .metrics import evaluate
+from .relation import relation_features
 from .semantic_space import Bank, SemanticSpace, TextSelection, build_semantic_space, default_n_centres
 
 T = TypeVar("T")
@@ -112,7 +113,7 @@ def align_bank(image_embeddings: np.ndarray, selection: TextSelection, kind: Ali
 def fuse_for(spec: MethodSpec, config: CaeConfig, image_embeddings: np.ndarray,
              aligned: dict[Bank, AlignedBank]) -> Fusion | None:
     """The method's fusion of the image with its correspondences (None for image-only methods)."""
-    if spec.fusion == "none":
+    if spec.fusion in ("none", "relation"):
         return None
     modalities = {"image": image_embeddings}
     modalities.update({bank.modality: part.alignment.correspondence for bank, part in aligned.items()})
@@ -165,7 +166,7 @@ def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeC
         space, seconds["semantic_space"] = stages.shared(
             ("space", n_centres), "semantic space",
             lambda: semantic_space_for(bundle, tuple(Bank), n_centres, config, seed))
-    for bank in spec.banks:
+    for bank in spec.banks if spec.fusion != "relation" else ():
         stage = f"{bank.modality} alignment"
         selection = space.selections[bank]
         alignment, seconds[f"{bank.modality}_alignment"] = stages.shared(
@@ -174,8 +175,13 @@ def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeC
                                lambda fraction: stages.progress(stage, fraction, "Sinkhorn")))
         aligned[bank] = AlignedBank(bank, selection, alignment)
 
-    fusion, seconds["fusion"] = stages.timed("fusion", lambda: fuse_for(spec, config, x, aligned))
-    features = x if fusion is None else fusion.features
+    if spec.fusion == "relation":
+        fusion = None
+        features, seconds["relation"] = stages.timed("relation", lambda: relation_features(
+            x, space.selections[spec.banks[0]].embeddings, config.device))
+    else:
+        fusion, seconds["fusion"] = stages.timed("fusion", lambda: fuse_for(spec, config, x, aligned))
+        features = x if fusion is None else fusion.features
     kmeans, seconds["kmeans"] = stages.timed("clustering", lambda: spherical_kmeans(
         features, n_clusters, n_init=config.n_init, max_iter=config.kmeans_max_iter, seed=seed, device=config.device))
     start = time.perf_counter()
