@@ -19,7 +19,7 @@ from .inputs.encoders import load_clip
 from .inputs.presets import PRESETS, estimate_presets
 from .inputs.sources import open_image_source
 from .method.fusion import COMBINES
-from .method.methods import FUSION_CHOICES, METHODS, CaeConfig
+from .method.methods import FUSION_CHOICES, METHODS, SPACE_CHOICES, CaeConfig
 from .method.run import run_method, run_methods
 
 
@@ -38,7 +38,8 @@ def _progress_printer(quiet: bool):
 # the run options that a sweep may give as comma-separated lists: (flag, CaeConfig field, type)
 _METHOD_OPTIONS = (("--epsilon", "epsilon", float), ("--gamma", "gamma", float), ("--fusion", "fusion", str),
                    ("--combine", "combine", str), ("--centres", "n_centres", int),
-                   ("--train-size", "train_size", int), ("--texts-per-centre", "texts_per_centre", int))
+                   ("--train-size", "train_size", int), ("--texts-per-centre", "texts_per_centre", int),
+                   ("--space", "space", str))
 
 
 def _config(args: argparse.Namespace) -> CaeConfig:
@@ -63,9 +64,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
              "combine": f"{' or '.join(COMBINES)} (default concat)",
              "n_centres": "semantic-space centres (default N/300, or 3K where N/300 < K)",
              "train_size": "size of the training split that N/300 counts (TAC's rule; default N)",
-             "texts_per_centre": "texts each centre keeps (default 5)"}
+             "texts_per_centre": "texts each centre keeps (default 5)",
+             "space": "tac (default) or hierarchy: MCA's hierarchy-aware filter on the WordNet nouns first"}
     for flag, field, kind in _METHOD_OPTIONS:
-        choices = {"fusion": FUSION_CHOICES, "combine": COMBINES}.get(field)
+        choices = {"fusion": FUSION_CHOICES, "combine": COMBINES, "space": SPACE_CHOICES}.get(field)
         parser.add_argument(flag, dest=field, type=kind, default=None, choices=choices, help=helps[field])
 
 

@@ -51,21 +51,39 @@ def skipped_table(skipped) -> pd.DataFrame:
 
 # --- semantic space --------------------------------------------------------------------------------------
 
-def space_settings(ws: Workspace) -> tuple[int, int]:
-    """(centres, texts per centre) the run uses, or would use, for the loaded bundle."""
+def space_settings(ws: Workspace) -> tuple[int, int, str]:
+    """(centres, texts per centre, kind of space) the run uses, or would use, for the loaded bundle."""
     n_centres = ws.config.n_centres or default_n_centres(ws.bundle.n_images, ws.n_clusters, ws.config.train_size)
-    return int(n_centres), int(ws.config.texts_per_centre)
+    return int(n_centres), int(ws.config.texts_per_centre), ws.config.space
 
 
-def semantic_space(ws: Workspace, n_centres: int, per_centre: int) -> SemanticSpace:
+def semantic_space(ws: Workspace, n_centres: int, per_centre: int, space: str) -> SemanticSpace:
     """The semantic space for these settings: the run's own when it used them, else built once and kept."""
     result = ws.results.get("cae")
-    if result is not None and result.semantic_space is not None \
-            and (result.semantic_space.n_centres, result.config.texts_per_centre) == (n_centres, per_centre):
+    if result is not None and result.semantic_space is not None and (
+            result.semantic_space.n_centres, result.config.texts_per_centre, result.config.space) == \
+            (n_centres, per_centre, space):
         return result.semantic_space
-    config = dataclasses.replace(ws.config, n_centres=n_centres, texts_per_centre=per_centre)
-    return ws.memo(("space", n_centres, per_centre),
+    config = dataclasses.replace(ws.config, n_centres=n_centres, texts_per_centre=per_centre, space=space)
+    return ws.memo(("space", n_centres, per_centre, space),
                    lambda: semantic_space_for(ws.bundle, tuple(Bank), n_centres, config, ws.seed))
+
+
+def hierarchy_removed(bundle: FeaturesBundle, space: SemanticSpace) -> pd.DataFrame:
+    """The nouns MCA's hierarchy filter removed, with the reason, and how many of each reason."""
+    removed = ~space.hierarchy.keep
+    return pd.DataFrame({"noun": bundle.nouns[removed].astype(str),
+                         "synset": bundle.noun_synsets[removed].astype(str),
+                         "reason": space.hierarchy.reason[removed]})
+
+
+def nearest_noun_figure(ws: Workspace, space: SemanticSpace, n: int = 24) -> pd.DataFrame:
+    """MCA's Figure 1 for the loaded bundle: ``n`` images spread over the classes and each one's nearest
+    noun (among the nouns the space may select), right or wrong."""
+    keep = space.hierarchy.keep if space.hierarchy is not None else None
+    key = ("nearest-nouns", n, keep is not None)
+    labels = ws.bundle.labels if ws.bundle.labels is not None else [-1] * ws.bundle.n_images
+    return ws.memo(key, lambda: analysis.nearest_nouns(ws.bundle, spread_sample(labels, n), keep))
 
 
 def _texts_of_centre(selection: TextSelection, centre: int, n: int | None = None) -> list[str]:
@@ -103,21 +121,21 @@ def union_sizes(space: SemanticSpace) -> dict[str, int]:
     return sizes
 
 
-def text_distribution(ws: Workspace, n_centres: int, per_centre: int) -> pd.DataFrame:
+def text_distribution(ws: Workspace, n_centres: int, per_centre: int, space_kind: str) -> pd.DataFrame:
     """Long table (centre, bank, stage, texts): how many texts of each bank prefer each centre, and how
     many of those the top-K filter kept (both read from the engine's selection)."""
-    space = semantic_space(ws, n_centres, per_centre)
+    space = semantic_space(ws, n_centres, per_centre, space_kind)
 
     def compute() -> pd.DataFrame:
         frames = []
         for bank, selection in space.selections.items():
             for stage, centres in (("prefer the centre", selection.bank_centre), ("selected", selection.centre)):
-                counts = np.bincount(centres, minlength=space.n_centres)
+                counts = np.bincount(centres[centres >= 0], minlength=space.n_centres)  # -1: filtered out
                 frames.append(pd.DataFrame({"centre": np.arange(space.n_centres), "bank": bank.value,
                                             "stage": stage, "texts": counts}))
         return pd.concat(frames, ignore_index=True)
 
-    return ws.memo(("distribution", n_centres, per_centre), compute)
+    return ws.memo(("distribution", n_centres, per_centre, space_kind), compute)
 
 
 def centre_examples(bundle: FeaturesBundle, space: SemanticSpace, centre: int, n: int = 8) -> np.ndarray:

@@ -9,28 +9,35 @@ import plotly.express as px
 import streamlit as st
 
 from cae_core import Bank
+from cae_core.method import SPACE_CHOICES
 
 from explorer import views
-from explorer.widgets import image_grid_for, page_header, require_bundle, run_all, user_errors
+from explorer.widgets import escape_markdown, image_grid, image_grid_for, page_header, require_bundle, run_all, \
+    user_errors
 
 ws = page_header("Semantic space", "k-means on the image embeddings gives n centres (CAE: n = N/300); every "
                                    "noun and caption goes to the centre it is most confident about, and each "
                                    "centre keeps its top K. The union of the kept texts is the semantic space.")
 bundle = require_bundle(ws)
-run_centres, run_per_centre = views.space_settings(ws)
+run_centres, run_per_centre, run_space = views.space_settings(ws)
 
-left, right, note = st.columns([1, 1, 2], vertical_alignment="bottom")
+left, right, kind_column, note = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
 n_centres = int(left.number_input("Centres n", 1, bundle.n_images, run_centres,
                                   help=f"The default is N/300 (CAE), or 3K where N/300 < K (TAC's code): "
                                        f"{run_centres} for these images."))
 per_centre = int(right.number_input("Texts per centre (top K)", 1, 1000, run_per_centre,
                                     help="TAC's public code keeps 5; CAE says top-K without a value."))
-if (n_centres, per_centre) != (run_centres, run_per_centre) or "cae" not in ws.results:
+space_kind = kind_column.selectbox("Space", SPACE_CHOICES, index=SPACE_CHOICES.index(run_space),
+                                   help="tac: every noun may be selected (TAC, CAE). hierarchy: MCA's hierarchy-"
+                                        "aware filter first removes too general nouns and nouns far from the "
+                                        "images' concepts (needs WordNet synsets).")
+if (n_centres, per_centre, space_kind) != (run_centres, run_per_centre, run_space) or "cae" not in ws.results:
     applied = note.button("Use these settings for the clustering run", type="primary",
                           help="Re-runs CAE and the baselines with this semantic space.")
     if applied:
         # a new config object: the current results keep the one they were made with
-        ws.config = dataclasses.replace(ws.config, n_centres=n_centres, texts_per_centre=per_centre)
+        ws.config = dataclasses.replace(ws.config, n_centres=n_centres, texts_per_centre=per_centre,
+                                        space=space_kind)
         run_all(ws)
 else:
     note.caption("These are the settings of the current clustering run.")
@@ -38,8 +45,8 @@ else:
 with user_errors():
     started = time.perf_counter()
     with st.spinner(f"Building the semantic space: k-means into {n_centres} centres, then selecting texts…"):
-        space = views.semantic_space(ws, n_centres, per_centre)
-        distribution = views.text_distribution(ws, n_centres, per_centre)
+        space = views.semantic_space(ws, n_centres, per_centre, space_kind)
+        distribution = views.text_distribution(ws, n_centres, per_centre, space_kind)
     elapsed = time.perf_counter() - started
 
     sizes = views.union_sizes(space)
@@ -78,3 +85,29 @@ with user_errors():
     if ws.image_root is None:
         st.caption("No image folder is known for these embeddings, so only indices can be shown.")
     image_grid_for(ws, views.centre_examples(bundle, space, centre))
+
+    if space.hierarchy is not None:
+        st.subheader("What the hierarchy removed (MCA)")
+        removed = views.hierarchy_removed(bundle, space)
+        concepts = ", ".join(f"{escape_markdown(name.split('.')[0])} ({share:.0%})"
+                             for name, share in list(space.hierarchy.concepts.items())[:12])
+        st.markdown(f"{len(removed):,} of {len(bundle.nouns):,} nouns were removed before selection. The images' "
+                    f"concepts (WordNet ancestors, 6 steps below *entity*, of each image's 5 nearest nouns, kept "
+                    f"when at least 1% of the images name them): {concepts}.")
+        st.dataframe(removed["reason"].value_counts().rename_axis("reason").reset_index(name="nouns"),
+                     hide_index=True)
+        st.dataframe(removed, hide_index=True)
+
+    st.subheader("Each image's nearest noun (MCA's Figure 1)")
+    nearest = views.nearest_noun_figure(ws, space)
+    judged = nearest["right"].dropna() if "right" in nearest else nearest.iloc[0:0]
+    if len(judged):
+        st.caption(f"Among the nouns this space may select; right when the noun is the image's class or a kind "
+                   f"of it in WordNet. {judged.mean():.0%} of these {len(judged)} images are right.")
+    else:
+        st.caption("Without labels and WordNet synsets, right and wrong cannot be told; the nouns are shown.")
+    marks = {True: "✓", False: "✗"}
+    image_grid([ws.image_path(int(i)) for i in nearest["image"]],
+               [f"{marks.get(row.get('right'), '')} {row['nearest noun']}" + (f" · {row['class']}" if row.get("class")
+                                                                              else "")
+                for row in nearest.to_dict("records")])

@@ -82,3 +82,14 @@ def test_sweep_command_on_a_real_bundle(tmp_path):
     assert "| cae" in summary and "±" in summary
     html = (tmp_path / "sweep.html").read_text()
     assert "Plotly.newPlot" in html and '"name":"cae"' in html.replace(" ", "")
+
+
+def test_hierarchy_space_on_the_real_stl10_bundle(tmp_path):
+    path = real_bundle_path("stl10-vitb16")
+    assert main(["cluster", "--features", str(path), "--clusters", "10", "--space", "hierarchy",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    result = run_methods(load_bundle(path), ["cae"], 10, config=CaeConfig(space="hierarchy"))["cae"]
+    hierarchy = result.semantic_space.hierarchy
+    assert 0 < (~hierarchy.keep).sum() < len(hierarchy.keep) / 2  # some nouns removed, most kept
+    assert next(iter(hierarchy.concepts)) == "animal.n.01"  # STL-10: mostly animals, then vehicles
+    assert "conveyance.n.03" in hierarchy.concepts

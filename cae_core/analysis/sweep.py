@@ -23,7 +23,7 @@ from ..progress import Progress
 from .similarity import separation
 
 # the CaeConfig fields a sweep may vary (the rest are solver or device settings)
-SWEEPABLE = ("epsilon", "gamma", "fusion", "combine", "n_centres", "train_size", "texts_per_centre",
+SWEEPABLE = ("epsilon", "gamma", "fusion", "combine", "space", "n_centres", "train_size", "texts_per_centre",
              "retrieval_tau")
 SEPARATION_SAMPLE = 2000  # labelled images used for the Figure-2 statistic (pairs grow as N^2)
 METRICS = ("acc", "nmi", "ari")

@@ -17,6 +17,8 @@ AlignmentKind = Literal["ot", "softmax", "tac"]
 MethodFusion = Literal["adaptive", "equal", "tac", "relation", "none"]
 FusionChoice = Literal["adaptive", "paper"]
 FUSION_CHOICES: tuple[str, ...] = get_args(FusionChoice)
+SpaceChoice = Literal["tac", "hierarchy"]
+SPACE_CHOICES: tuple[str, ...] = get_args(SpaceChoice)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class CaeConfig:
     gamma: float = GAMMA
     fusion: FusionChoice = "adaptive"
     combine: Combine = "concat"
+    space: SpaceChoice = "tac"  # "hierarchy": MCA's hierarchy-aware filter on the nouns first (hierarchy.py)
     n_init: int = 10
     kmeans_max_iter: int = 300
     top_matches: int = TOP_MATCHES
@@ -98,6 +101,8 @@ class CaeConfig:
         for name in ("epsilon", "sinkhorn_tol", "retrieval_tau"):
             if not getattr(self, name) > 0:
                 raise CaeError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.space not in SPACE_CHOICES:
+            raise CaeError(f"unknown semantic space {self.space!r}; choose one of {', '.join(SPACE_CHOICES)}")
         if self.fusion not in FUSION_CHOICES:
             raise CaeError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_CHOICES)}")
         check_fusion_options("adaptive", self.combine, self.gamma)

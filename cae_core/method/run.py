@@ -15,6 +15,7 @@ from .alignment import Alignment, ot_alignment, softmax_alignment
 from .clustering import spherical_kmeans
 from .fusion import Fusion, fuse
 from .methods import METHODS, AlignmentKind, CaeConfig, MethodSpec
+from .hierarchy import hierarchy_filter
 from .metrics import evaluate
 from .relation import relation_features
 from .semantic_space import Bank, SemanticSpace, TextSelection, build_semantic_space, default_n_centres
@@ -89,9 +90,13 @@ def semantic_space_for(bundle: FeaturesBundle, banks: tuple[Bank, ...], n_centre
     """The semantic space a run with ``config`` builds (the explorer rebuilds it for other settings)."""
     if n_centres > bundle.n_images:
         raise CaeError(f"cannot make {n_centres} semantic-space centres from {bundle.n_images} images")
+    hierarchy = None
+    if config.space == "hierarchy" and Bank.NOUNS in banks:
+        hierarchy = hierarchy_filter(bundle.image_embeddings, bundle.noun_embeddings, bundle.noun_synsets,
+                                     config.device)
     return build_semantic_space(bundle.image_embeddings, n_centres, {bank: bank_arrays(bundle, bank) for bank in banks},
                                 per_centre=config.texts_per_centre, n_init=config.n_init, seed=seed,
-                                device=config.device)
+                                device=config.device, noun_hierarchy=hierarchy)
 
 
 def align_bank(image_embeddings: np.ndarray, selection: TextSelection, kind: AlignmentKind, config: CaeConfig,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .clustering import spherical_kmeans
+from .hierarchy import HierarchyFilter
 from ..device import as_tensor, resolve_device
 from ..errors import CaeError
 
@@ -41,7 +42,8 @@ class TextSelection:
 
     ``bank_index`` (S,) rows of the bank; ``centre`` (S,) the centre that chose each text;
     ``score`` (S,) its softmax confidence for that centre; ``texts`` (S,); ``embeddings`` (S, d).
-    ``bank_centre`` and ``bank_score`` (M,) hold the same for every text of the bank, chosen or not.
+    ``bank_centre`` and ``bank_score`` (M,) hold the same for every text of the bank, chosen or not
+    (centre -1 for a text a filter removed before selection).
     """
 
     bank_index: np.ndarray
@@ -59,11 +61,12 @@ class TextSelection:
 @dataclass
 class SemanticSpace:
     """``centres`` (n, d) unit vectors; ``centre_of_image`` (N,); ``selections`` the texts selected
-    from each bank used."""
+    from each bank used; ``hierarchy`` what MCA's hierarchy filter removed from the nouns, when used."""
 
     centres: np.ndarray
     centre_of_image: np.ndarray
     selections: dict[Bank, TextSelection]
+    hierarchy: HierarchyFilter | None = None
 
     @property
     def n_centres(self) -> int:
@@ -94,11 +97,13 @@ def default_n_centres(n_images: int, n_clusters: int, train_size: int | None = N
 
 def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.ndarray,
                  per_centre: int = TEXTS_PER_CENTRE, temperature: float = SELECTION_TEMPERATURE,
-                 device: str | torch.device = "auto", block_rows: int = 65536) -> TextSelection:
+                 device: str | torch.device = "auto", block_rows: int = 65536,
+                 keep: np.ndarray | None = None) -> TextSelection:
     """Each text goes to its most confident centre; each centre keeps its ``per_centre`` best.
 
     ``centres`` (n, d) and ``text_embeddings`` (M, d) unit rows; the bank is processed in blocks
-    of ``block_rows`` texts so memory stays O(block_rows * n).
+    of ``block_rows`` texts so memory stays O(block_rows * n). ``keep`` (M,) bool: only these texts
+    may be selected (the others get centre -1).
     """
     if per_centre < 1:
         raise CaeError("texts per centre must be at least 1")
@@ -113,6 +118,8 @@ def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.nda
         confidence.append(value.cpu())
     best_centre = torch.cat(best_centre).numpy()
     confidence = torch.cat(confidence).numpy()
+    if keep is not None:
+        best_centre[~keep] = -1
     chosen = []
     for centre in range(len(centres)):
         members = np.flatnonzero(best_centre == centre)
@@ -129,13 +136,17 @@ def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.nda
 def build_semantic_space(image_embeddings: np.ndarray, n_centres: int,
                          banks: dict[Bank, tuple[np.ndarray, np.ndarray]], *,
                          per_centre: int = TEXTS_PER_CENTRE, n_init: int = 10, seed: int = 0,
-                         device: str | torch.device = "auto") -> SemanticSpace:
+                         device: str | torch.device = "auto",
+                         noun_hierarchy: HierarchyFilter | None = None) -> SemanticSpace:
     """k-means on ``image_embeddings`` (N, d) into ``n_centres``, then select texts from each bank.
 
-    ``banks`` maps a bank to its (embeddings (M, d), texts (M,)). Restarts matter here: two
-    classes merged under one centre leave a class without texts.
+    ``banks`` maps a bank to its (embeddings (M, d), texts (M,)); ``noun_hierarchy`` (MCA's filter)
+    limits the nouns that may be selected. Restarts matter here: two classes merged under one centre
+    leave a class without texts.
     """
     kmeans = spherical_kmeans(image_embeddings, n_centres, n_init=n_init, seed=seed, device=device)
-    selections = {Bank(bank): select_texts(kmeans.centres, embeddings, texts, per_centre, device=device)
+    masks = {Bank.NOUNS: noun_hierarchy.keep} if noun_hierarchy is not None else {}
+    selections = {Bank(bank): select_texts(kmeans.centres, embeddings, texts, per_centre, device=device,
+                                           keep=masks.get(Bank(bank)))
                   for bank, (embeddings, texts) in banks.items()}
-    return SemanticSpace(kmeans.centres, kmeans.labels, selections)
+    return SemanticSpace(kmeans.centres, kmeans.labels, selections, noun_hierarchy)
