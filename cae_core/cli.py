@@ -191,7 +191,9 @@ def _add_encode_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"open_clip tag, checkpoint file, or '{RANDOM_WEIGHTS}' to explore the mechanics "
                              "(random weights: the features carry no semantics)")
     parser.add_argument("--nouns", default=None, help="wordnet (default), imagenet or a file with one noun per line")
-    parser.add_argument("--captions", default=None, help="flickr30k (default), flickr8k, a file or a folder")
+    parser.add_argument("--captions", default=None, nargs="+", metavar="CAPTIONS",
+                        help="flickr30k (default), flickr8k, a file or a folder; or 'per-image FILE': a CSV of "
+                             "image_id,caption, each caption describing one image (SAC)")
     parser.add_argument("--max-captions", type=int, default=None, help="keep the first N captions (default all)")
     parser.add_argument("--templates", type=int, default=None,
                         help="how many of TAC's 7 noun prompt templates to average (default 7; 1 is 7x faster)")
@@ -208,6 +210,16 @@ def _apply_preset(args: argparse.Namespace) -> None:
     for option in ("limit", "nouns", "templates", "captions", "max_captions"):
         if getattr(args, option) is None and (args.preset or option in ("nouns", "templates", "captions")):
             setattr(args, option, getattr(preset, option))
+    args.per_image_captions = None
+    if isinstance(args.captions, list):
+        if args.captions[0] == "per-image":
+            if len(args.captions) != 2:
+                raise CaeError("--captions per-image takes one file: --captions per-image captions.csv")
+            args.captions, args.per_image_captions = None, args.captions[1]
+        elif len(args.captions) == 1:
+            args.captions = args.captions[0]
+        else:
+            raise CaeError(f"--captions takes one source, or 'per-image FILE'; got {' '.join(args.captions)}")
 
 
 def run_encode(args: argparse.Namespace) -> int:
@@ -224,7 +236,7 @@ def run_encode(args: argparse.Namespace) -> int:
     try:
         bundle, report = encode_dataset(args.images, args.model, pretrained, args.nouns, args.captions,
                                         args.device, args.batch_size, args.limit, args.templates,
-                                        args.max_captions, progress)
+                                        args.max_captions, progress, per_image_captions=args.per_image_captions)
     finally:
         progress.close()
     print(save_bundle(bundle, args.out))

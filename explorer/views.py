@@ -325,3 +325,16 @@ def preset_estimates(spec: str, source: ImageSource, model: str, device: str) ->
                                    "estimated minutes": round(found.seconds / 60, 1), "device": clip.device.type}
                                   for found in estimate_presets(clip, source)])
     return kept[key]
+
+
+def own_captions(ws: Workspace, result: ClusteringResult, image: int) -> pd.DataFrame:
+    """SAC's per-image captions of ``image`` and the share of its transport mass each one received
+    (0 when it is not among the image's top matches)."""
+    rows = ws.bundle.captions_of(image)
+    part = result.aligned.get(Bank.CAPTIONS)
+    mass = np.zeros(len(rows))
+    if part is not None and len(rows):
+        position = {int(row): k for k, row in enumerate(part.selection.bank_index)}
+        received = dict(zip(part.alignment.top_text[image].tolist(), part.alignment.top_weight[image].tolist()))
+        mass = np.array([received.get(position.get(int(row), -1), 0.0) for row in rows])
+    return pd.DataFrame({"caption": ws.bundle.captions[rows].astype(str), "mass from this image": mass})

@@ -18,6 +18,7 @@ SHARED, FOLDER, ZIP, BENCHMARK = "shared image set", "folder on the server", "zi
 TAG, CHECKPOINT, RANDOM = "pretrained tag", "checkpoint file", "random weights"
 SERVER_FILE, UPLOAD = "file on the server", "upload a file"
 CUSTOM = "custom"
+PER_IMAGE = "per-image captions (CSV)"
 
 ws = page_header("Dataset", "Images, a CLIP model and the text banks, encoded by the same model into a features "
                             "bundle; or a bundle (.npz) loaded as it is.")
@@ -35,11 +36,12 @@ def server_path(label: str, key: str) -> Path | None:
     return None
 
 
-def text_bank(kind: str, corpora: dict[str, str]) -> str | None:
-    """The spec of a noun or caption bank for ``encode_dataset``: a corpus name or a file path."""
-    choice = st.radio(f"{kind.capitalize()}", [*corpora, SERVER_FILE, UPLOAD], horizontal=True, key=f"{kind}-bank",
-                      format_func=lambda option: corpora.get(option, option))
-    if choice in corpora:
+def text_bank(kind: str, corpora: dict[str, str], extra: tuple[str, ...] = ()) -> str | None:
+    """The spec of a noun or caption bank for ``encode_dataset``: a corpus name or a file path; a choice
+    in ``extra`` is returned as it is (the page asks the rest)."""
+    choice = st.radio(f"{kind.capitalize()}", [*corpora, SERVER_FILE, UPLOAD, *extra], horizontal=True,
+                      key=f"{kind}-bank", format_func=lambda option: corpora.get(option, option))
+    if choice in corpora or choice in extra:
         return choice
     if choice == SERVER_FILE:
         path = server_path(f"{kind.capitalize()} file (one per line, .txt or .txt.gz)", f"{kind}-path")
@@ -130,7 +132,16 @@ with encode_tab:
         nouns = text_bank("nouns", {"wordnet": "WordNet nouns (146,347 lemma-sense pairs)",
                                     "imagenet": "ImageNet-1K class names (1,000)"})
         captions = text_bank("captions", {"flickr30k": "Flickr30k captions (155,070)",
-                                          "flickr8k": "Flickr8k captions (40,460)"})
+                                          "flickr8k": "Flickr8k captions (40,460)"}, extra=(PER_IMAGE,))
+        per_image = None
+        if captions == PER_IMAGE:
+            per_image = server_path("Per-image captions: a CSV with the columns image_id,caption (image_id as the "
+                                    "image ids above; several rows per image allowed)", "per-image-path")
+            st.caption("Per-image captions describe one image each, as a vision-language model writes them (SAC). "
+                       "This app does not run a captioning model; write the CSV with one (for example open_clip's "
+                       "CoCa models, BLIP or LLaVA) where it is installed, then point here. Rows for unknown images "
+                       "and empty captions are skipped and listed.")
+            captions = str(per_image) if per_image else None
         max_captions = int(st.number_input("Keep the first this many captions (0: all)", min_value=0,
                                            max_value=10**7, step=1000, key="max-captions"))
         st.session_state.setdefault("templates", len(TAC_TEMPLATES))
@@ -156,7 +167,8 @@ with encode_tab:
                     bundle, report = encode_dataset(spec, model, pretrained, nouns, captions, device,
                                                     limit=limit or None, templates=templates,
                                                     max_captions=max_captions or None, progress=progress,
-                                                    clip=clip_model(model, pretrained, device))
+                                                    clip=clip_model(model, pretrained, device),
+                                                    per_image_captions=str(per_image) if per_image else None)
                 except Exception as error:  # noqa: BLE001 - shown as a message, the page stays usable
                     status.update(label="Encoding failed", state="error", expanded=True)
                     show_error(error)

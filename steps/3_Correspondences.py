@@ -96,6 +96,14 @@ with user_errors():
                                    "for contrast")
             softmax_column.dataframe(views.matches(contrast, selection, image), hide_index=True,
                                      column_config=column_config)
+        if bundle.per_image_captions:
+            st.markdown("**This image's own captions** (per-image captions, as SAC writes them)")
+            own = views.own_captions(ws, result, image)
+            if own.empty:
+                st.caption("The caption file gave this image no caption.")
+            else:
+                st.dataframe(own, hide_index=True, column_config={"mass from this image": st.column_config.ProgressColumn(
+                    "mass from this image", format="%.3f", min_value=0.0, max_value=1.0)})
         st.caption("Softmax lets every image pick its favourite texts independently, so a few texts take most "
                    "images; OT's column marginals make every selected text receive an equal share of all "
                    "images' mass, spreading the matches.")

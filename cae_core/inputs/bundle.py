@@ -9,6 +9,7 @@ Keys (exactly these; ``meta_*`` keys carry free-form provenance and are optional
 - ``noun_embeddings``   (M, d) float, with ``nouns`` (M,) str
 - ``caption_embeddings`` (C, d) float, with ``captions`` (C,) str
 - ``noun_glosses``, ``noun_synsets`` (M,) str, optional (WordNet senses for the explorer)
+- ``caption_image_ids`` (C,) str, optional: the image each caption describes (SAC's per-image captions)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..errors import CaeError
 from ..files import atomic_path
 
 REQUIRED_KEYS = ("image_embeddings", "noun_embeddings", "nouns", "caption_embeddings", "captions")
-OPTIONAL_KEYS = ("labels", "image_ids", "class_names", "noun_glosses", "noun_synsets")
+OPTIONAL_KEYS = ("labels", "image_ids", "class_names", "noun_glosses", "noun_synsets", "caption_image_ids")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FeaturesBundle:
     class_names: np.ndarray | None = None
     noun_glosses: np.ndarray | None = None
     noun_synsets: np.ndarray | None = None
+    caption_image_ids: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +75,20 @@ class FeaturesBundle:
                 setattr(self, name, _strings(value, name, len(self.noun_embeddings), "noun_embeddings"))
         if self.class_names is not None:
             self.class_names = np.asarray(self.class_names).astype(str)
+        if self.caption_image_ids is not None:
+            self.caption_image_ids = _strings(self.caption_image_ids, "caption_image_ids", len(self.caption_embeddings),
+                                              "caption_embeddings")
+
+    @property
+    def per_image_captions(self) -> bool:
+        """Whether the captions are the images' own (each tied to one image), as SAC's are."""
+        return self.caption_image_ids is not None
+
+    def captions_of(self, image: int) -> np.ndarray:
+        """Rows of the caption bank that describe image ``image`` (empty for a general caption bank)."""
+        if self.caption_image_ids is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.caption_image_ids == self.image_ids[image])
 
     @property
     def n_images(self) -> int:
@@ -99,7 +115,7 @@ class FeaturesBundle:
             labels=None if self.labels is None else self.labels[index],
             image_ids=self.image_ids[index], class_names=self.class_names,
             noun_glosses=self.noun_glosses, noun_synsets=self.noun_synsets,
-            metadata=dict(self.metadata),
+            caption_image_ids=self.caption_image_ids, metadata=dict(self.metadata),
         )
 
 

@@ -7,6 +7,7 @@ the cache folder, where nltk's path checks accept them).
 
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
 import importlib.util
@@ -18,6 +19,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -265,6 +267,51 @@ def _captions_from_file(path: Path) -> list[str]:
     if lines and all(_FLICKR8K_LINE.match(line) for line in lines[:20]):
         return _parse_flickr8k(lines)
     return lines
+
+
+@dataclass
+class PerImageCaptions:
+    """SAC's per-image captions read from a CSV: ``captions`` (C,) with the ``image_ids`` (C,) they
+    describe, and the rows left out as ("row N", reason)."""
+
+    name: str
+    captions: np.ndarray
+    image_ids: np.ndarray
+    skipped: list[tuple[str, str]]
+
+
+def read_per_image_captions(path: str | os.PathLike, known_ids: Sequence[str]) -> PerImageCaptions:
+    """A CSV with the columns ``image_id,caption`` (several rows per image allowed; UTF-8).
+
+    Rows naming an image that is not in ``known_ids``, empty captions and malformed rows are left out
+    and listed in ``skipped`` as ("row N", reason); a file with no usable row is a ``CaeError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CaeError(f"per-image caption file not found: {path}")
+    known = set(map(str, known_ids))
+    captions, image_ids, skipped = [], [], []
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            if not reader.fieldnames or not {"image_id", "caption"} <= set(reader.fieldnames):
+                raise CaeError(f"{path.name} must be a CSV whose header names the columns image_id and caption")
+            for number, row in enumerate(reader, start=2):  # row 1 is the header
+                image_id, caption = (row.get("image_id") or "").strip(), " ".join((row.get("caption") or "").split())
+                if None in row:
+                    skipped.append((f"row {number}", "more columns than the header"))
+                elif image_id not in known:
+                    skipped.append((f"row {number}", f"unknown image id {image_id!r}"))
+                elif not caption:
+                    skipped.append((f"row {number}", "empty caption"))
+                else:
+                    captions.append(caption)
+                    image_ids.append(image_id)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CaeError(f"cannot read {path.name} as a UTF-8 CSV ({error})") from None
+    if not captions:
+        raise CaeError(f"{path.name} holds no usable caption ({len(skipped)} row(s) left out)")
+    return PerImageCaptions(path.name, np.array(captions), np.array(image_ids), skipped)
 
 
 def read_caption_source(spec: str) -> CaptionBank:

@@ -11,7 +11,7 @@ from ..errors import CaeError
 from ..progress import Progress
 from .bundle import FeaturesBundle
 from .cache import require_writable
-from .corpora import TAC_TEMPLATES, read_caption_source, read_noun_source
+from .corpora import TAC_TEMPLATES, CaptionBank, read_caption_source, read_noun_source, read_per_image_captions
 from .encoders import ClipModel, encode_images, encode_texts, load_clip
 from .sources import SkippedFile, open_image_source
 
@@ -40,13 +40,17 @@ class EncodeReport:
 def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None = "openai", nouns: str = "wordnet",
                    captions: str = "flickr30k", device: str = "auto", batch_size: int = 128,
                    limit: int | None = None, templates: int = len(TAC_TEMPLATES), max_captions: int | None = None,
-                   progress: Progress | None = None, clip: ClipModel | None = None) -> tuple[FeaturesBundle, EncodeReport]:
+                   progress: Progress | None = None, clip: ClipModel | None = None,
+                   per_image_captions: str | None = None) -> tuple[FeaturesBundle, EncodeReport]:
     """Encode an image source and the two text banks with one CLIP model into a ``FeaturesBundle``.
 
     ``images``: a source spec for ``sources.open_image_source``; ``nouns``: "wordnet" or a file;
     ``captions``: "flickr30k", "flickr8k", a file or a folder, of which ``max_captions`` are kept (the
     first ones; all when None); ``templates``: how many of TAC's 7 prompt templates to ensemble
-    (1 = "itap of a {}." alone, 7x faster); ``PRESETS`` in ``presets.py`` name two sets of these. Everything is cached, so a
+    (1 = "itap of a {}." alone, 7x faster); ``PRESETS`` in ``presets.py`` name two sets of these.
+    ``per_image_captions``: a CSV of ``image_id,caption`` (SAC's captions, each describing one image)
+    used as the caption bank instead of ``captions``; its rows for images that are not encoded, and
+    empty captions, are skipped and reported. Everything is cached, so a
     second call with the same inputs does no model work. ``clip``: a model already loaded (by
     ``load_clip(model, pretrained, device)``), which an interactive caller keeps between encodings.
     """
@@ -61,7 +65,10 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
     started = time.perf_counter()
     source = open_image_source(images, limit=limit)
     noun_bank = read_noun_source(nouns)
-    caption_bank = read_caption_source(captions).head(max_captions)
+    if per_image_captions:  # read before any model work: a bad file fails fast
+        own = read_per_image_captions(per_image_captions, [record.image_id for record in source.records])
+    else:
+        caption_bank = read_caption_source(captions).head(max_captions)
     if clip is None:
         clip = load_clip(model, pretrained, device)
     seconds["load"] = time.perf_counter() - started
@@ -75,6 +82,15 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
     image_embeddings, kept, skipped = timed("images", encode_images, clip, source, batch_size, progress=progress)
     if not len(kept):
         raise CaeError(f"none of the {len(source.records)} images of {source.name} could be decoded")
+    image_ids = np.array([source.records[i].image_id for i in kept])
+    caption_image_ids = None
+    if per_image_captions:
+        decoded = np.isin(own.image_ids, image_ids)  # an image that could not be decoded takes its captions along
+        caption_bank = CaptionBank(f"per-image captions ({own.name})", own.captions[decoded])
+        caption_image_ids = own.image_ids[decoded]
+        skipped = skipped + [SkippedFile(f"{own.name} {row}", reason) for row, reason in own.skipped] + \
+            [SkippedFile(f"{own.name}: caption of {image_id}", "its image could not be decoded")
+             for image_id in own.image_ids[~decoded]]
     prompt_templates = TAC_TEMPLATES[:templates]
     noun_embeddings = timed("nouns", encode_texts, clip, noun_bank.words, batch_size, templates=prompt_templates,
                             progress=progress, stage="nouns")
@@ -83,7 +99,7 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
     labels = source.labels
     bundle = FeaturesBundle(
         image_embeddings=image_embeddings, labels=None if labels is None else labels[kept],
-        image_ids=np.array([source.records[i].image_id for i in kept]), class_names=source.class_names,
+        image_ids=image_ids, class_names=source.class_names, caption_image_ids=caption_image_ids,
         noun_embeddings=noun_embeddings, nouns=noun_bank.words, noun_synsets=noun_bank.synsets,
         noun_glosses=noun_bank.glosses, caption_embeddings=caption_embeddings, captions=caption_bank.captions,
         metadata={"model": model, "pretrained": pretrained, "checkpoint": clip.checkpoint_fingerprint,

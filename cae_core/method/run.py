@@ -96,7 +96,8 @@ def semantic_space_for(bundle: FeaturesBundle, banks: tuple[Bank, ...], n_centre
                                      config.device)
     return build_semantic_space(bundle.image_embeddings, n_centres, {bank: bank_arrays(bundle, bank) for bank in banks},
                                 per_centre=config.texts_per_centre, n_init=config.n_init, seed=seed,
-                                device=config.device, noun_hierarchy=hierarchy)
+                                device=config.device, noun_hierarchy=hierarchy,
+                                keep_all=(Bank.CAPTIONS,) if bundle.per_image_captions else ())
 
 
 def align_bank(image_embeddings: np.ndarray, selection: TextSelection, kind: AlignmentKind, config: CaeConfig,

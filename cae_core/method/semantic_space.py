@@ -137,16 +137,18 @@ def build_semantic_space(image_embeddings: np.ndarray, n_centres: int,
                          banks: dict[Bank, tuple[np.ndarray, np.ndarray]], *,
                          per_centre: int = TEXTS_PER_CENTRE, n_init: int = 10, seed: int = 0,
                          device: str | torch.device = "auto",
-                         noun_hierarchy: HierarchyFilter | None = None) -> SemanticSpace:
+                         noun_hierarchy: HierarchyFilter | None = None, keep_all: tuple[Bank, ...] = ()) -> SemanticSpace:
     """k-means on ``image_embeddings`` (N, d) into ``n_centres``, then select texts from each bank.
 
     ``banks`` maps a bank to its (embeddings (M, d), texts (M,)); ``noun_hierarchy`` (MCA's filter)
-    limits the nouns that may be selected. Restarts matter here: two classes merged under one centre
-    leave a class without texts.
+    limits the nouns that may be selected; the banks in ``keep_all`` are kept whole (SAC's per-image
+    captions are each image's own text, relevant by construction). Restarts matter here: two classes
+    merged under one centre leave a class without texts.
     """
     kmeans = spherical_kmeans(image_embeddings, n_centres, n_init=n_init, seed=seed, device=device)
     masks = {Bank.NOUNS: noun_hierarchy.keep} if noun_hierarchy is not None else {}
-    selections = {Bank(bank): select_texts(kmeans.centres, embeddings, texts, per_centre, device=device,
+    selections = {Bank(bank): select_texts(kmeans.centres, embeddings, texts,
+                                           len(texts) if bank in keep_all else per_centre, device=device,
                                            keep=masks.get(Bank(bank)))
                   for bank, (embeddings, texts) in banks.items()}
     return SemanticSpace(kmeans.centres, kmeans.labels, selections, noun_hierarchy)
