@@ -1,4 +1,4 @@
-"""``python -m cae_core``: encode, cluster, compare, sweep, demo, bench, cache.
+"""``python -m cae_core``: encode, caption, cluster, compare, sweep, demo, bench, cache.
 
 Every request that cannot be met ends with one line on stderr and exit code 2, never a traceback.
 """
@@ -244,6 +244,21 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_caption(args: argparse.Namespace) -> int:
+    from .inputs.captioning import generate_captions, write_captions
+
+    pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
+    if pretrained is None:
+        print(f"warning: {args.model} with random weights writes meaningless captions", file=sys.stderr)
+    source = open_image_source(args.images, limit=args.limit)
+    clip = load_clip(args.model, pretrained, args.device)
+    rows, skipped = generate_captions(clip, source, args.batch_size, args.max_tokens, _progress_printer(False))
+    write_captions(rows, args.out)
+    print(args.out)
+    print(f"captioned {len(rows)} images; skipped {len(source.skipped) + len(skipped)} file(s)")
+    return 0
+
+
 def _print_estimates(args: argparse.Namespace) -> int:
     """Each preset's work and time on this device, measured with an untrained copy of ``--model``."""
     source = open_image_source(args.images)
@@ -253,6 +268,24 @@ def _print_estimates(args: argparse.Namespace) -> int:
               f"{found.n_captions:,} captions: about {found.seconds / 60:,.1f} min on {clip.device.type} "
               f"({args.model}, measured here; nothing cached yet)")
     return 0
+
+
+def _add_caption_parser(subparsers) -> argparse.ArgumentParser:
+    from .inputs.captioning import DEFAULT_CAPTIONER
+
+    parser = subparsers.add_parser("caption", help="write one caption per image with a CoCa model (SAC's "
+                                                   "per-image captions, for encode --captions per-image FILE)")
+    parser.add_argument("--images", required=True, help="folder, .zip, shared image set or benchmark")
+    parser.add_argument("--limit", type=int, default=None, help="at most N images (balanced over classes)")
+    parser.add_argument("--model", default=DEFAULT_CAPTIONER[0], help="an open_clip CoCa architecture")
+    parser.add_argument("--pretrained", default=DEFAULT_CAPTIONER[1],
+                        help=f"open_clip tag, checkpoint file, or '{RANDOM_WEIGHTS}' (meaningless captions)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=30, help="longest caption, in tokens")
+    parser.add_argument("--out", required=True, type=Path, help="the CSV to write (image_id,caption)")
+    parser.set_defaults(handler=run_caption)
+    return parser
 
 
 def _add_cache_parser(subparsers) -> argparse.ArgumentParser:
@@ -277,7 +310,7 @@ def run_cache(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cae_core", description="CAE Explorer's engine: encode, "
-                                     "cluster, compare, sweep, demo, bench, cache.")
+                                     "caption, cluster, compare, sweep, demo, bench, cache.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     cluster = commands.add_parser("cluster", help="cluster a features bundle with one method")
@@ -313,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=run_bench)
 
     _add_encode_parser(commands)
+    _add_caption_parser(commands)
     _add_cache_parser(commands)
     return parser
 

@@ -138,9 +138,10 @@ with encode_tab:
             per_image = server_path("Per-image captions: a CSV with the columns image_id,caption (image_id as the "
                                     "image ids above; several rows per image allowed)", "per-image-path")
             st.caption("Per-image captions describe one image each, as a vision-language model writes them (SAC). "
-                       "This app does not run a captioning model; write the CSV with one (for example open_clip's "
-                       "CoCa models, BLIP or LLaVA) where it is installed, then point here. Rows for unknown images "
-                       "and empty captions are skipped and listed.")
+                       "Write the CSV with open_clip's CoCa: `python -m cae_core caption --images SOURCE --out "
+                       "captions.csv` (downloads CoCa's weights where there is internet, or takes `--pretrained "
+                       "/path/to/checkpoint`), or with any other captioning model. Rows for unknown images and "
+                       "empty captions are skipped and listed.")
             captions = str(per_image) if per_image else None
         max_captions = int(st.number_input("Keep the first this many captions (0: all)", min_value=0,
                                            max_value=10**7, step=1000, key="max-captions"))

@@ -102,3 +102,30 @@ def test_correspondences_page_shows_an_images_own_captions(per_image_bundle):
     own = next(frame.value for frame in at.dataframe if "mass from this image" in frame.value.columns)
     assert own["caption"].tolist() == ["A small plane on a runway.", "An aircraft seen from the side."]
     assert own["mass from this image"].between(0, 1).all()
+
+
+def test_caption_command_writes_the_csv_that_encode_reads(tmp_path, shared_data, capsys):
+    from open_clip import coca_model
+
+    if not coca_model._has_transformers:
+        pytest.skip("open_clip's CoCa generation needs transformers<4.56, which is not installed here")
+    images = small_image_folder(tmp_path, shared_data)
+    out = tmp_path / "captions.csv"
+    assert main(["caption", "--images", str(images), "--pretrained", "random", "--device", "cpu",
+                 "--max-tokens", "6", "--out", str(out)]) == 0
+    assert "captioned 12 images" in capsys.readouterr().out
+    found = read_per_image_captions(out, [f"{name}/{k:04d}.jpg" for name in CLASSES for k in range(3)])
+    # random weights write meaningless text, possibly empty after the special tokens: those rows are skipped
+    assert len(found.captions) + len(found.skipped) == 12
+    assert all(reason == "empty caption" for _, reason in found.skipped)
+
+
+def test_caption_command_says_how_when_generation_is_unavailable(tmp_path, shared_data, capsys, monkeypatch):
+    from open_clip import coca_model
+
+    monkeypatch.setattr(coca_model, "_has_transformers", False)
+    images = small_image_folder(tmp_path, shared_data)
+    assert main(["caption", "--images", str(images), "--pretrained", "random", "--device", "cpu",
+                 "--out", str(tmp_path / "c.csv")]) == 2
+    assert "pip install 'transformers<4.56'" in capsys.readouterr().err
+    assert not (tmp_path / "c.csv").exists()

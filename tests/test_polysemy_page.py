@@ -60,7 +60,7 @@ def test_a_word_link_opens_a_demo_with_the_words_senses(word, glosses):
         assert gloss in frames
     assert any("Opened the" in info.value for info in at.info)  # the default demo, not an empty page
     assert at.session_state["workspace"].results
-    assert any(f"in this bundle's noun bank" in header.value for header in at.subheader)
+    assert any("in this bundle's noun bank" in header.value for header in at.subheader)
 
 
 def test_without_data_the_caption_corpus_is_searched():
