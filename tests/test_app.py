@@ -110,7 +110,9 @@ def test_semantic_space_page(workspace):
     assert plotly_specs(at)  # how the texts distribute over the centres
     space = workspace.results["cae"].semantic_space
     first_centre_size = int((space.centre_of_image == 0).sum())
-    assert len(images_on(at)) == min(8, first_centre_size)  # the images closest to the chosen centre
+    # the images closest to the chosen centre, then MCA's Figure 1: 24 images and their nearest nouns
+    assert len(images_on(at)) == min(8, first_centre_size) + 24
+    assert any("right and wrong cannot be told" in caption.value for caption in at.caption)  # planted: no synsets
 
     # editing the settings rebuilds the space and the page follows
     at.number_input[0].set_value(n_centres + 3).run()
