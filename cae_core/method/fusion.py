@@ -63,9 +63,9 @@ class Fusion:
         return np.ptp(self.offset) > np.ptp(self.deviation, axis=1)
 
 
-def check_fusion_options(weighting: str, combine: str, gamma: float) -> None:
-    """Raise ``CaeError`` for an unknown weighting or combination, or a non-positive gamma."""
-    if weighting not in WEIGHTINGS:
+def check_fusion_options(combine: str, gamma: float, weighting: str | None = None) -> None:
+    """Raise ``CaeError`` for an unknown combination or weighting (when given), or a non-positive gamma."""
+    if weighting is not None and weighting not in WEIGHTINGS:
         raise CaeError(f"unknown fusion weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
     if combine not in COMBINES:
         raise CaeError(f"unknown fusion combination {combine!r}; choose one of {', '.join(COMBINES)}")
@@ -83,7 +83,7 @@ def fuse(modalities: dict[str, np.ndarray], weighting: Weighting = "adaptive", *
     ``combine``: ``"concat"`` concatenates the weighted unit modalities (equal weights on raw
     modalities give TAC's concatenation); ``"sum"`` adds them and normalises.
     """
-    check_fusion_options(weighting, combine, gamma)
+    check_fusion_options(combine, gamma, weighting)
     names = tuple(modalities)
     stacked = np.stack([unit_rows(modalities[name]) for name in names])
     prototype = unit_rows(stacked.mean(axis=0))

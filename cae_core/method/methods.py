@@ -105,4 +105,4 @@ class CaeConfig:
             raise CaeError(f"unknown semantic space {self.space!r}; choose one of {', '.join(SPACE_CHOICES)}")
         if self.fusion not in FUSION_CHOICES:
             raise CaeError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_CHOICES)}")
-        check_fusion_options("adaptive", self.combine, self.gamma)
+        check_fusion_options(self.combine, self.gamma)
