@@ -279,7 +279,8 @@ def encode_images(clip: ClipModel, image_source: ImageSource, batch_size: int = 
         raise CaeError(f"no images to encode in {image_source.name}")
     paths = [record.path for record in records]
     if num_workers is None:  # worker start-up costs more than it saves on a couple of batches
-        num_workers = min(4, os.cpu_count() or 1) if len(paths) > 2 * batch_size else 0
+        # the cores this process may use (taskset, containers), not the machine's: more workers only thrash
+        num_workers = min(4, len(os.sched_getaffinity(0))) if len(paths) > 2 * batch_size else 0
 
     def batches(rows: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
         return _image_batches(clip, [paths[i] for i in rows], batch_size, num_workers, progress)
