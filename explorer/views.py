@@ -152,7 +152,7 @@ def softmax_contrast(ws: Workspace, result: ClusteringResult, bank: Bank) -> Ali
     does it (OT's temperature, Theorem 1): what the column constraint changes."""
     selection = result.aligned[bank].selection
     return ws.memo(("softmax", result.method, bank),
-                   lambda: align_bank(ws.bundle.image_embeddings, selection, "softmax", result.config))
+                   lambda: align_bank(ws.bundle.image_embeddings, selection.embeddings, "softmax", result.config))
 
 
 def matches(alignment: Alignment, selection: TextSelection, image: int, n: int = 5) -> pd.DataFrame:

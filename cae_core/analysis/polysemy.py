@@ -13,8 +13,8 @@ import pandas as pd
 from ..arrays import unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
-from ..method.alignment import Alignment, ot_alignment
-from ..method.run import ClusteringResult, ClusterTexts, cluster_texts
+from ..method.alignment import Alignment
+from ..method.run import ClusteringResult, ClusterTexts, align_bank, cluster_texts
 from ..method.semantic_space import Bank
 
 TOP_NOUNS = 3  # an image "matches" a word when the word is among its 3 heaviest OT-matched nouns
@@ -200,9 +200,7 @@ def word_senses(result: ClusteringResult, bundle: FeaturesBundle, word: str, n_c
     if missing:
         # the word's unselected rows added to the selected nouns, aligned as the run aligned them
         texts = np.concatenate([selection.embeddings, bundle.noun_embeddings[missing]])
-        probe = ot_alignment(bundle.image_embeddings, texts, epsilon=result.config.epsilon,
-                             tol=result.config.sinkhorn_tol, max_iter=result.config.sinkhorn_max_iter,
-                             top_k=result.config.top_matches, device=result.config.device)
+        probe = align_bank(bundle.image_embeddings, texts, "ot", result.config)
     found = []
     for row in map(int, rows):
         if row in position:

@@ -100,19 +100,19 @@ def semantic_space_for(bundle: FeaturesBundle, banks: tuple[Bank, ...], n_centre
                                 keep_all=(Bank.CAPTIONS,) if bundle.per_image_captions else ())
 
 
-def align_bank(image_embeddings: np.ndarray, selection: TextSelection, kind: AlignmentKind, config: CaeConfig,
+def align_bank(image_embeddings: np.ndarray, text_embeddings: np.ndarray, kind: AlignmentKind, config: CaeConfig,
                progress: Callable[[float], None] | None = None) -> Alignment:
-    """Align images with one bank's selected texts as a method of alignment ``kind`` does.
+    """Align images (N, d) with texts (S, d), usually one bank's selection, as alignment ``kind`` does.
 
     ``"softmax"`` uses OT's temperature (the ablation compares the two at one temperature, as
     Theorem 1 does); ``"tac"`` is TAC's retrieval at its own tau, without CAE's s_ij factor.
     """
     if kind == "ot":
-        return ot_alignment(image_embeddings, selection.embeddings, epsilon=config.epsilon, tol=config.sinkhorn_tol,
+        return ot_alignment(image_embeddings, text_embeddings, epsilon=config.epsilon, tol=config.sinkhorn_tol,
                             max_iter=config.sinkhorn_max_iter, top_k=config.top_matches, device=config.device,
                             progress=progress)
     temperature = config.epsilon if kind == "softmax" else config.retrieval_tau
-    return softmax_alignment(image_embeddings, selection.embeddings, temperature=temperature,
+    return softmax_alignment(image_embeddings, text_embeddings, temperature=temperature,
                              top_k=config.top_matches, device=config.device, weight_by_similarity=kind == "softmax")
 
 
@@ -177,7 +177,7 @@ def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeC
         selection = space.selections[bank]
         alignment, seconds[f"{bank.modality}_alignment"] = stages.shared(
             (bank, spec.alignment, space.n_centres), stage,
-            lambda: align_bank(x, selection, spec.alignment, config,
+            lambda: align_bank(x, selection.embeddings, spec.alignment, config,
                                lambda fraction: stages.progress(stage, fraction, "Sinkhorn")))
         aligned[bank] = AlignedBank(bank, selection, alignment)
 
