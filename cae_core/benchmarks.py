@@ -16,17 +16,12 @@ import ot
 import torch
 
 from .inputs.synthetic import planted_bundle
+from .progress import timed
 from .method.alignment import EPSILON, SINKHORN_MAX_ITER, SINKHORN_TOL, ot_alignment
 from .method.clustering import spherical_kmeans
 from .method.methods import CaeConfig
 from .method.run import run_method
 from .method.semantic_space import TEXTS_PER_CENTRE
-
-
-def _timed(function, *args, **kwargs):
-    start = time.perf_counter()
-    value = function(*args, **kwargs)
-    return value, time.perf_counter() - start
 
 
 def pot_correspondence(image_embeddings: np.ndarray, text_embeddings: np.ndarray, epsilon: float,
@@ -50,7 +45,7 @@ def _faiss_kmeans_seconds(features: np.ndarray, n_clusters: int, n_init: int) ->
     # faiss subsamples 256 points per centroid by default; train on all of them, as the torch k-means does
     kmeans = faiss.Kmeans(features.shape[1], n_clusters, niter=300, nredo=n_init, spherical=True, seed=0,
                           max_points_per_centroid=len(features))
-    _, seconds = _timed(kmeans.train, np.ascontiguousarray(features, dtype=np.float32))
+    _, seconds = timed(kmeans.train, np.ascontiguousarray(features, dtype=np.float32))
     return seconds
 
 
@@ -67,15 +62,15 @@ def run_benchmarks(quick: bool = False, verbose: bool = True) -> dict:
     log(f"bench: N={n_images}, banks {len(bundle.nouns)}/{len(bundle.captions)}, {n_selected} selected texts")
 
     n_clusters = 200 // scale
-    result, total = _timed(run_method, bundle, "cae", n_clusters, config=config)
+    result, total = timed(run_method, bundle, "cae", n_clusters, config=config)
     selected = result.semantic_space.nouns.embeddings[:n_selected]
-    ours, ours_seconds = _timed(ot_alignment, bundle.image_embeddings, selected)
+    ours, ours_seconds = timed(ot_alignment, bundle.image_embeddings, selected)
     log(f"torch Sinkhorn: {ours_seconds:.2f}s, {ours.n_iter} iterations")
-    reference, pot_seconds = _timed(pot_correspondence, bundle.image_embeddings, selected, EPSILON,
+    reference, pot_seconds = timed(pot_correspondence, bundle.image_embeddings, selected, EPSILON,
                                     SINKHORN_TOL, SINKHORN_MAX_ITER)
     log(f"POT sinkhorn_log (numpy, float64): {pot_seconds:.2f}s")
 
-    _, torch_kmeans_seconds = _timed(spherical_kmeans, result.features, n_clusters, n_init=10, seed=0)
+    _, torch_kmeans_seconds = timed(spherical_kmeans, result.features, n_clusters, n_init=10, seed=0)
     faiss_kmeans_seconds = _faiss_kmeans_seconds(result.features, n_clusters, 10)
     record = {
         "device": "cuda" if torch.cuda.is_available() else "cpu",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 Progress = Callable[[str, float, str], None]
 """``progress(stage, fraction, message)``: ``fraction`` in [0, 1] of the stage named."""
@@ -10,3 +13,10 @@ Progress = Callable[[str, float, str], None]
 
 def no_progress(stage: str, fraction: float, message: str) -> None:
     """The callback used where the caller passes none."""
+
+
+def timed(function: Callable[..., T], *args, **kwargs) -> tuple[T, float]:
+    """``(function(*args, **kwargs), seconds it took)`` by the monotonic clock."""
+    start = time.perf_counter()
+    value = function(*args, **kwargs)
+    return value, time.perf_counter() - start

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CaeError
-from ..progress import Progress
+from ..progress import Progress, timed
 from .bundle import FeaturesBundle
 from .cache import require_writable
 from .corpora import TAC_TEMPLATES, CaptionBank, read_caption_source, read_noun_source, read_per_image_captions
@@ -73,13 +73,8 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
         clip = load_clip(model, pretrained, device)
     seconds["load"] = time.perf_counter() - started
 
-    def timed(name: str, fn, *args, **kwargs):
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        seconds[name] = time.perf_counter() - start
-        return result
-
-    image_embeddings, kept, skipped = timed("images", encode_images, clip, source, batch_size, progress=progress)
+    (image_embeddings, kept, skipped), seconds["images"] = timed(encode_images, clip, source, batch_size,
+                                                                 progress=progress)
     if not len(kept):
         raise CaeError(f"none of the {len(source.records)} images of {source.name} could be decoded")
     image_ids = np.array([source.records[i].image_id for i in kept])
@@ -92,10 +87,10 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
             [SkippedFile(f"{own.name}: caption of {image_id}", "its image could not be decoded")
              for image_id in own.image_ids[~decoded]]
     prompt_templates = TAC_TEMPLATES[:templates]
-    noun_embeddings = timed("nouns", encode_texts, clip, noun_bank.words, batch_size, templates=prompt_templates,
-                            progress=progress, stage="nouns")
-    caption_embeddings = timed("captions", encode_texts, clip, caption_bank.captions, batch_size,
-                               progress=progress, stage="captions")
+    noun_embeddings, seconds["nouns"] = timed(encode_texts, clip, noun_bank.words, batch_size,
+                                              templates=prompt_templates, progress=progress, stage="nouns")
+    caption_embeddings, seconds["captions"] = timed(encode_texts, clip, caption_bank.captions, batch_size,
+                                                    progress=progress, stage="captions")
     labels = source.labels
     bundle = FeaturesBundle(
         image_embeddings=image_embeddings, labels=None if labels is None else labels[kept],

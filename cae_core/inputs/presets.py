@@ -7,12 +7,12 @@ sample of the actual images and texts; it is not a constant.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import CaeError
+from ..progress import timed
 from .corpora import TAC_TEMPLATES, read_caption_source, read_noun_source
 from .encoders import ClipModel, encode_images, encode_texts
 from .sources import ImageSource
@@ -64,12 +64,6 @@ class EncodeEstimate:
     seconds: float
 
 
-def _timed(fn, *args, **kwargs) -> float:
-    start = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - start
-
-
 def measure_rates(clip: ClipModel, images: ImageSource, noun_prompts: list[str], captions: list[str],
                   batch_size: int = 64) -> EncodeRates:
     """Encode small samples (uncached) and return the throughput of each kind of item.
@@ -86,19 +80,16 @@ def measure_rates(clip: ClipModel, images: ImageSource, noun_prompts: list[str],
     image_sample = ImageSource(images.name, images.root, sample(images.records, SAMPLE_IMAGES), images.class_names)
     encode_texts(clip, noun_prompts[:4], batch_size, cache=False)  # warm-up
     nouns, texts = sample(noun_prompts, SAMPLE_TEXTS), sample(captions, SAMPLE_TEXTS)
-    image_s = _timed(encode_images, clip, image_sample, min(batch_size, SAMPLE_IMAGES), cache=False, num_workers=0)
-    noun_s = _timed(encode_texts, clip, nouns, batch_size, cache=False)
-    caption_s = _timed(encode_texts, clip, texts, batch_size, cache=False)
+    image_s = timed(encode_images, clip, image_sample, min(batch_size, SAMPLE_IMAGES), cache=False, num_workers=0)[1]
+    noun_s = timed(encode_texts, clip, nouns, batch_size, cache=False)[1]
+    caption_s = timed(encode_texts, clip, texts, batch_size, cache=False)[1]
     return EncodeRates(len(image_sample.records) / image_s, len(nouns) / noun_s, len(texts) / caption_s,
                        clip.device.type)
 
 
-def preset_work(preset: EncodePreset, n_images: int) -> tuple[int, list[str], list[str]]:
-    """(images, noun prompts, captions) a preset encodes from a source of ``n_images`` images."""
-    nouns = read_noun_source(preset.nouns).words
-    prompts = [template.format(word) for template in TAC_TEMPLATES[:preset.templates] for word in nouns]
-    captions = read_caption_source(preset.captions).head(preset.max_captions).captions
-    return min(n_images, preset.limit or n_images), prompts, list(captions)
+def preset_banks(preset: EncodePreset) -> tuple[np.ndarray, np.ndarray]:
+    """(nouns, captions) a preset encodes; each noun goes into ``preset.templates`` prompts."""
+    return read_noun_source(preset.nouns).words, read_caption_source(preset.captions).head(preset.max_captions).captions
 
 
 def estimate(preset: EncodePreset, n_images: int, n_noun_prompts: int, n_captions: int,
@@ -110,7 +101,10 @@ def estimate(preset: EncodePreset, n_images: int, n_noun_prompts: int, n_caption
 
 def estimate_presets(clip: ClipModel, images: ImageSource) -> list[EncodeEstimate]:
     """Every preset's estimate for ``images`` on ``clip``'s device, from one measured run."""
-    work = {name: preset_work(preset, len(images.records)) for name, preset in PRESETS.items()}
-    quick = work["quick"]
-    rates = measure_rates(clip, images, quick[1], quick[2])
-    return [estimate(PRESETS[name], n, len(prompts), len(captions), rates) for name, (n, prompts, captions) in work.items()]
+    banks = {name: preset_banks(preset) for name, preset in PRESETS.items()}
+    # measured on the quick preset's texts: its nouns with the first template, its captions
+    nouns, captions = banks["quick"]
+    rates = measure_rates(clip, images, [TAC_TEMPLATES[0].format(word) for word in nouns], list(captions))
+    n = len(images.records)
+    return [estimate(preset, min(n, preset.limit or n), len(banks[name][0]) * preset.templates,
+                     len(banks[name][1]), rates) for name, preset in PRESETS.items()]
