@@ -16,10 +16,11 @@ STEPS = (
     ("steps/2_Semantic_space.py", "2 · Semantic space", "the k-means centres and the nouns and captions each selects"),
     ("steps/3_Correspondences.py", "3 · Correspondences", "per image: OT-matched texts against softmax retrieval, "
                                                           "and its fusion weights"),
-    ("steps/4_Embedding_map.py", "4 · Embedding map", "UMAP of image, noun, caption and fused embeddings; "
-                                                      "lasso images into a gallery"),
+    ("steps/4_Embedding_map.py", "4 · Embedding map", "linked UMAPs of image, noun, caption and fused "
+                                                      "embeddings, a cross-modal map with the plan's links"),
     ("steps/5_Clusters.py", "5 · Clusters", "scores, clusters named by their texts, method comparison, downloads"),
     ("steps/6_Polysemy.py", "6 · Polysemy", "one word, several senses: how captions tell them apart"),
+    ("steps/7_Search.py", "7 · Search", "a phrase: images by cosine beside the images the transport plan links to it"),
 )
 
 

@@ -23,7 +23,9 @@ class Workspace:
     ``random_weights`` is True when the embeddings come from an untrained model, so every page
     must say that the semantics are meaningless; ``results`` maps a method name to its run;
     ``derived`` memoises views computed from the bundle and runs (softmax contrasts, maps,
-    alternative semantic spaces) so that switching pages or images never recomputes them.
+    alternative semantic spaces) so that switching pages or images never recomputes them;
+    ``selection`` holds the images last chosen in a map, which every map highlights, the gallery
+    shows and the Correspondences page can browse.
     """
 
     bundle: FeaturesBundle | None = None
@@ -31,18 +33,21 @@ class Workspace:
     demo: str | None = None  # the demo's name when the data is one (``find_demos``)
     image_root: Path | None = None
     random_weights: bool = False
+    encoded_here: bool = False  # encoded by this server: its CLIP model is loaded and can encode more text
     n_clusters: int = 10
     seed: int = 0
     config: CaeConfig = field(default_factory=CaeConfig)
     results: dict[str, ClusteringResult] = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     derived: dict = field(default_factory=dict)
+    selection: np.ndarray | None = None  # images chosen in a map (box or lasso), shared by the pages
+    selection_source: str = ""  # where they were chosen, in words
 
     def load(self, bundle: FeaturesBundle, dataset_name: str, image_root: Path | None, random_weights: bool,
              skipped: list | None = None) -> None:
         """Replace the loaded data; runs and views of the previous data are dropped with it."""
         self.bundle, self.dataset_name, self.image_root = bundle, dataset_name, image_root
-        self.random_weights, self.demo = random_weights, None
+        self.random_weights, self.demo, self.encoded_here = random_weights, None, False
         self.skipped = list(skipped or [])
         n_classes = len(np.unique(bundle.labels[bundle.labels >= 0])) if bundle.has_labels else 0
         self.n_clusters = int(min(bundle.n_images, n_classes or self.n_clusters))
@@ -52,6 +57,13 @@ class Workspace:
         """Store new runs; every view derived from the old ones is dropped."""
         self.results = results
         self.derived = {}
+        self.select(None)
+
+    def select(self, images: np.ndarray | None, source: str = "") -> None:
+        """Make ``images`` (indices) the current selection; None or an empty array clears it."""
+        empty = images is None or not len(images)
+        self.selection = None if empty else np.unique(np.asarray(images, dtype=np.int64))
+        self.selection_source = "" if empty else source
 
     def memo(self, key: tuple, compute: Callable[[], T]) -> T:
         """``compute()`` once per key for the current data and runs."""

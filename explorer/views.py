@@ -15,9 +15,10 @@ import streamlit as st
 
 from cae_core import Alignment, Bank, CaeError, ClusteringResult, FeaturesBundle, SemanticSpace, TextSelection, \
     analysis, default_n_centres
-from cae_core.analysis import bundle_bytes, project, representations
+from cae_core.analysis import bundle_bytes, heaviest_images, project, remove_modality_gap, representations, \
+    thin_by_density
 from cae_core.inputs import ImageSource, estimate_presets, open_image_source
-from cae_core.method import align_bank, semantic_space_for
+from cae_core.method import ClusterCountEstimate, align_bank, choose_n_clusters, semantic_space_for
 
 from .resources import clip_model, text_tower
 from .state import Workspace
@@ -200,6 +201,10 @@ def cluster_label(result: ClusteringResult, cluster: int) -> str:
     return f"cluster {cluster} · {entry.size} images" + (f" · {words}" if words else "")
 
 
+REPRESENTATION_TITLES = {"image": "Image embeddings", "noun": "Noun correspondences x_u",
+                         "caption": "Caption correspondences x_v", "fused": "Fused features"}
+
+
 # --- embedding maps --------------------------------------------------------------------------------------
 
 def map_texts(space: SemanticSpace, representation: str) -> list[tuple[Bank, TextSelection]]:
@@ -209,32 +214,102 @@ def map_texts(space: SemanticSpace, representation: str) -> list[tuple[Bank, Tex
     return [(bank, space.selections[bank]) for bank in banks if bank in space.selections]
 
 
+def _map_tables(ws: Workspace, result: ClusteringResult, points: np.ndarray,
+                texts: list[tuple[Bank, TextSelection]], text_arrays: list[np.ndarray], max_points: int,
+                n_neighbors: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    bundle = ws.bundle
+    coordinates, index = project(points, *text_arrays, n_neighbors=n_neighbors, seed=ws.seed, max_points=max_points)
+    labels = bundle.labels[index] if bundle.labels is not None else np.full(len(index), -1)
+    images = pd.DataFrame({"index": index, "x": coordinates[0][:, 0], "y": coordinates[0][:, 1],
+                           "cluster": result.assignments[index].astype(str),
+                           "class": [bundle.label_name(int(label)) for label in labels]})
+    text_rows = [pd.DataFrame({"text": selection.texts.astype(str), "bank": bank.value, "row": np.arange(len(selection)),
+                               "x": xy[:, 0], "y": xy[:, 1]})
+                 for (bank, selection), xy in zip(texts, coordinates[1:])]
+    texts_table = pd.concat(text_rows, ignore_index=True) if text_rows else \
+        pd.DataFrame(columns=["text", "bank", "row", "x", "y"])
+    return images, texts_table
+
+
+def map_fitted(ws: Workspace, result: ClusteringResult, representation: str, *settings) -> bool:
+    """Whether ``embedding_map`` (``representation`` a name) or ``cross_modal_map`` (``"cross-modal"``) with
+    these settings is in the session already, so the page can say which maps it is about to fit."""
+    return ("map", result.method, representation, *settings) in ws.derived
+
+
 def embedding_map(ws: Workspace, result: ClusteringResult, representation: str, with_texts: bool,
                   max_points: int, n_neighbors: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """UMAP of one representation: (images table: index, x, y, cluster, class; texts table: text, bank, x, y).
+    """UMAP of one representation: (images table: index, x, y, cluster, class; texts table: text, bank,
+    row (in the bank's selection), x, y).
 
     Fitted jointly with the selected texts when ``with_texts``; memoised per setting in the session and
     cached on disk by the engine, so a second visit is instant.
     """
-    bundle = ws.bundle
-
     def compute() -> tuple[pd.DataFrame, pd.DataFrame]:
         texts = map_texts(result.semantic_space, representation) if with_texts else []
-        points = representations(result, bundle)[representation]
-        coordinates, index = project(points, *(selection.embeddings for _, selection in texts),
-                                     n_neighbors=n_neighbors, seed=ws.seed, max_points=max_points)
-        labels = bundle.labels[index] if bundle.labels is not None else np.full(len(index), -1)
-        images = pd.DataFrame({"index": index, "x": coordinates[0][:, 0], "y": coordinates[0][:, 1],
-                               "cluster": result.assignments[index].astype(str),
-                               "class": [bundle.label_name(int(label)) for label in labels]})
-        text_rows = [pd.DataFrame({"text": selection.texts.astype(str), "bank": bank.value,
-                                   "x": xy[:, 0], "y": xy[:, 1]})
-                     for (bank, selection), xy in zip(texts, coordinates[1:])]
-        texts_table = pd.concat(text_rows, ignore_index=True) if text_rows else \
-            pd.DataFrame(columns=["text", "bank", "x", "y"])
-        return images, texts_table
+        points = representations(result, ws.bundle)[representation]
+        return _map_tables(ws, result, points, texts, [selection.embeddings for _, selection in texts],
+                           max_points, n_neighbors)
 
     return ws.memo(("map", result.method, representation, with_texts, max_points, n_neighbors), compute)
+
+
+def cross_modal_map(ws: Workspace, result: ClusteringResult, remove_gap: bool, max_points: int,
+                    n_neighbors: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Images, the selected nouns and the selected captions in one UMAP (tables as ``embedding_map``),
+    each modality's mean removed first when ``remove_gap`` (CLIP's modality gap would draw two islands)."""
+    def compute() -> tuple[pd.DataFrame, pd.DataFrame]:
+        texts = map_texts(result.semantic_space, "image")
+        arrays = [ws.bundle.image_embeddings, *(selection.embeddings for _, selection in texts)]
+        if remove_gap:
+            arrays = remove_modality_gap(*arrays)
+        return _map_tables(ws, result, arrays[0], texts, arrays[1:], max_points, n_neighbors)
+
+    return ws.memo(("map", result.method, "cross-modal", remove_gap, max_points, n_neighbors), compute)
+
+
+def drawn_points(ws: Workspace, images: pd.DataFrame, max_drawn: int | None) -> pd.DataFrame:
+    """The rows of a map's image table to draw: thinned by density to ``max_drawn`` (None: all), the
+    current selection always drawn."""
+    if max_drawn is None or len(images) <= max_drawn:
+        return images
+    keep = np.zeros(len(images), dtype=bool)
+    keep[thin_by_density(images[["x", "y"]].to_numpy(), max_drawn, ws.seed)] = True
+    if ws.selection is not None:
+        keep |= np.isin(images["index"].to_numpy(), ws.selection)
+    return images[keep]
+
+
+def text_links(result: ClusteringResult, bank: Bank, row: int, n: int = 40) -> pd.DataFrame:
+    """The images the run's plan sends most of their mass to text ``row`` of ``bank``'s selection: image,
+    mass (the share of that image's mass), heaviest first."""
+    images, mass = heaviest_images(result.aligned[bank].alignment, row, n)
+    return pd.DataFrame({"image": images, "mass": mass.astype(float)})
+
+
+def image_links(result: ClusteringResult, image: int, n: int = 5) -> pd.DataFrame:
+    """An image's heaviest matches in every bank: bank, row (in the selection), text, mass."""
+    frames = [pd.DataFrame({"bank": bank.value, "row": part.alignment.top_text[image, :n],
+                            "text": part.selection.texts[part.alignment.top_text[image, :n]].astype(str),
+                            "mass": part.alignment.top_weight[image, :n].astype(float)})
+              for bank, part in result.aligned.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["bank", "row", "text", "mass"])
+
+
+def selection_table(ws: Workspace, result: ClusteringResult, images: np.ndarray, n_texts: int = 3) -> pd.DataFrame:
+    """One row per selected image, for the download: index, image_id, cluster, its name, label and the
+    heaviest OT-matched nouns and captions (``;``-separated, heaviest first)."""
+    bundle = ws.bundle
+    images = np.asarray(images, dtype=np.int64)
+    table = pd.DataFrame({"index": images, "image_id": bundle.image_ids[images].astype(str),
+                          "cluster": result.assignments[images],
+                          "cluster_name": [", ".join(result.cluster_texts[c].nouns[:3]) for c in result.assignments[images]],
+                          "label": [bundle.label_name(int(bundle.labels[i])) if bundle.labels is not None else ""
+                                    for i in images]})
+    for bank, part in result.aligned.items():
+        top = part.alignment.top_text[images, :n_texts]
+        table[f"top_{bank.value}"] = ["; ".join(part.selection.texts[row].astype(str)) for row in top]
+    return table
 
 
 # --- clusters and comparisons ----------------------------------------------------------------------------
@@ -255,12 +330,58 @@ def changed_images(ws: Workspace, method_a: str, method_b: str) -> np.ndarray:
                    lambda: analysis.changed_images(ws.results[method_a], ws.results[method_b]))
 
 
+def cluster_count_known(ws: Workspace, method: str, k_range: tuple[int, int], criterion: str) -> bool:
+    """Whether ``cluster_count`` has these settings already (the page then shows them without a click)."""
+    return ("cluster-count", method, k_range, criterion) in ws.derived
+
+
+def cluster_count(ws: Workspace, method: str, k_range: tuple[int, int], criterion: str) -> tuple[ClusterCountEstimate, int]:
+    """K estimated for ``method`` on the loaded bundle (and the semantic-space size used), once per setting."""
+    return ws.memo(("cluster-count", method, k_range, criterion),
+                   lambda: choose_n_clusters(ws.bundle, method, k_range, criterion=criterion, config=ws.config,
+                                             seed=ws.seed))
+
+
+def cluster_quality(ws: Workspace, method: str) -> pd.DataFrame:
+    """Label-free quality per cluster of one run: size, cosine silhouette, cohesion."""
+    result = ws.results[method]
+    return ws.memo(("cluster-quality", method),
+                   lambda: analysis.cluster_quality(result.features, result.assignments, seed=ws.seed))
+
+
 def bundle_download(ws: Workspace, prepare: bool = False) -> bytes | None:
     """The loaded bundle as ``.npz`` bytes once prepared (``prepare=True`` writes it), else None."""
     key = ("clusters-bundle-bytes",)
     if prepare:
         ws.memo(key, lambda: bundle_bytes(ws.bundle))
     return ws.derived.get(key)
+
+
+# --- search and explanations -----------------------------------------------------------------------------
+
+def text_query(ws: Workspace, phrase: str, use_model: bool) -> analysis.TextQuery:
+    """The phrase as a vector: the bundle's text tower when ``use_model`` (a clear error when it cannot be
+    loaded), else the bank rows that spell it. Kept per phrase."""
+    def compute() -> analysis.TextQuery:
+        if not use_model:
+            return analysis.query_from_banks(ws.bundle, phrase)
+        clip, note = ws.memo(("text-tower",), lambda: text_tower(ws.bundle))
+        if clip is None:
+            raise CaeError(f"the bundle's CLIP model cannot encode the phrase ({note}); search with the bank rows")
+        return analysis.query_from_model(clip, phrase)
+
+    return ws.memo(("text-query", phrase, use_model), compute)
+
+
+def text_search(ws: Workspace, result: ClusteringResult, query: analysis.TextQuery, bank: Bank,
+                n: int) -> analysis.SearchResult:
+    """Images by cosine to the query and those the run's plan links to it (an OT probe: once per query)."""
+    return ws.memo(("text-search", result.method, query.phrase, query.source, bank, n),
+                   lambda: analysis.search_images(result, ws.bundle, query, bank, n))
+
+
+def explanation(ws: Workspace, result: ClusteringResult, image: int) -> analysis.ImageExplanation:
+    return ws.memo(("explain", result.method, image), lambda: analysis.explain_image(result, ws.bundle, image))
 
 
 # --- polysemy --------------------------------------------------------------------------------------------
@@ -280,7 +401,7 @@ def gloss_closeness(ws: Workspace, word: str, senses: pd.DataFrame,
     why it cannot be made. The text tower is loaded once per bundle: a failed load (an offline tag, say)
     is not retried for every word."""
     def compute() -> tuple[pd.DataFrame | None, str]:
-        clip, note = ws.memo(("polysemy-text-tower",), lambda: text_tower(ws.bundle))
+        clip, note = ws.memo(("text-tower",), lambda: text_tower(ws.bundle))
         if clip is None:
             return None, note
         try:

@@ -24,6 +24,8 @@ from .state import Workspace, workspace
 logger = logging.getLogger(__name__)
 
 DATASET_PAGE = "steps/1_Dataset.py"
+CORRESPONDENCES_PAGE = "steps/3_Correspondences.py"
+SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one point would select it alone)
 MAIN_METHOD = "cae"
 THUMBNAIL_SIZE = 128
 DEMO_LINK_KEY = "demo-link"

@@ -176,6 +176,7 @@ with encode_tab:
                 else:
                     ws.load(bundle, source.name, Path(bundle.metadata["image_root"]),
                             random_weights=weights == RANDOM, skipped=report.skipped)
+                    ws.encoded_here = True
                     status.update(label="Encoded: " + report.summary().splitlines()[0], state="complete",
                                   expanded=False)
                     st.rerun()  # the banner at the top of every page must reflect the new data

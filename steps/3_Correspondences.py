@@ -9,7 +9,8 @@ import streamlit as st
 
 from cae_core.analysis import images_matching_noun
 from explorer import views
-from explorer.widgets import escape_markdown, image_caption, page_header, require_run, thumbnail, user_errors
+from explorer.widgets import escape_markdown, image_caption, image_grid, page_header, require_run, thumbnail, \
+    user_errors
 
 POSITION_KEY = "correspondences-position"
 
@@ -20,9 +21,15 @@ result = require_run(ws)
 bundle = ws.bundle
 
 # --- which images to browse -------------------------------------------------------------------------------
-mode = st.radio("Browse", ["all images", "by cluster", "by class", "by noun"], horizontal=True,
-                key="correspondences-mode")
-if mode == "by cluster":
+MODES = ["all images", "by cluster", "by class", "by noun"] + (["map selection"] if ws.selection is not None else [])
+if st.session_state.get("correspondences-mode") not in MODES:  # a map selection that was cleared since
+    st.session_state["correspondences-mode"] = MODES[0]
+mode = st.radio("Browse", MODES, horizontal=True, key="correspondences-mode")
+if mode == "map selection":
+    candidates = ws.selection
+    st.caption(f"The {len(candidates):,} images selected in {escape_markdown(ws.selection_source)} on the Embedding "
+               "map page.")
+elif mode == "by cluster":
     cluster = st.selectbox("Cluster", range(result.n_clusters), format_func=lambda c: views.cluster_label(result, c))
     candidates = np.flatnonzero(result.assignments == cluster)
 elif mode == "by class" and bundle.has_labels:
@@ -107,3 +114,30 @@ with user_errors():
         st.caption("Softmax lets every image pick its favourite texts independently, so a few texts take most "
                    "images; OT's column marginals make every selected text receive an equal share of all "
                    "images' mass, spreading the matches.")
+
+# --- why is this image here? --------------------------------------------------------------------------------
+st.subheader("Why is this image here?")
+with user_errors():
+    why = views.explanation(ws, result, image)
+    reasons, neighbours = st.columns([2, 3])
+    with reasons:
+        st.markdown(f"**Its cluster**: {escape_markdown(views.cluster_label(result, why.cluster))}")
+        if why.cluster_captions:
+            st.caption("Named by the captions: " + escape_markdown(" · ".join(why.cluster_captions[:3])))
+        if why.centre is not None:
+            st.markdown(f"**Its semantic-space centre**: {why.centre} of {result.semantic_space.n_centres}, which "
+                        "selected:")
+            for bank, texts in why.centre_texts.items():
+                st.caption(f"{bank}: " + (escape_markdown(" · ".join(texts)) if texts else "none"))
+        for bank, mass in why.naming_mass.items():
+            st.markdown(f"**{mass:.0%}** of its {bank[:-1]} mass goes to texts that name its cluster")
+        st.caption("A cluster is named by the texts its members send the most transport mass to; an image whose "
+                   "own mass goes elsewhere sits in the cluster for its image or fused features, not its words.")
+    with neighbours:
+        st.markdown("**Nearest images in each representation** (same cluster as this one: share)")
+        shares = why.same_cluster_share(result.assignments)
+        for name, (found, cosine) in why.neighbours.items():
+            st.caption(f"{views.REPRESENTATION_TITLES[name]}: {shares[name]:.0%} in cluster {why.cluster}")
+            image_grid([ws.image_path(int(i)) for i in found],
+                       [f"#{i} · c{result.assignments[i]} · {c:.2f}" for i, c in zip(found, cosine)],
+                       columns=len(found), size=96)

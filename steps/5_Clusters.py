@@ -7,10 +7,11 @@ import plotly.express as px
 import streamlit as st
 
 from cae_core import METHODS, analysis
+from cae_core.method import CLUSTER_COUNT_CRITERIA
 from cae_core.analysis import comparison_table, run_files
 from explorer import views
 from explorer.widgets import MAIN_METHOD, escape_markdown, image_caption, image_grid, image_grid_for, page_header, \
-    require_run
+    require_run, run_all, user_errors
 
 GALLERY_SIZE = 32
 CHANGED_EXAMPLES = 16
@@ -50,6 +51,41 @@ if bundle.has_labels:
     figure = px.imshow(confusion, color_continuous_scale="Blues", aspect="auto",
                        labels={"x": "cluster", "y": "class", "color": "images"})
     st.plotly_chart(figure)
+
+# --- without labels: quality per cluster, and how many clusters -----------------------------------
+st.subheader("Cluster quality without labels")
+st.caption("Per cluster, on the features this method clustered: the mean cosine **silhouette** (how much closer "
+           "its members are to each other than to the next cluster, −1 to 1) and **cohesion** (mean cosine of the "
+           "members to their centroid). Above 5,000 images the silhouette is computed on a seeded sample.")
+quality = views.cluster_quality(ws, method)
+st.dataframe(quality, hide_index=True, column_config={
+    "silhouette": st.column_config.ProgressColumn("silhouette", format="%.3f", min_value=-1.0, max_value=1.0),
+    "cohesion": st.column_config.NumberColumn("cohesion", format="%.3f")})
+
+with st.expander("How many clusters? Estimate K from the fused features", expanded=not bundle.has_labels):
+    st.caption("Training-free methods take K as given. This scores every K in a range on the features the method "
+               "clusters: **eigengap** (largest gap in the spectrum of a 10-nearest-neighbour graph's Laplacian) or "
+               "**silhouette** (of spherical k-means at each K). The semantic space is sized for the top of the "
+               "range. `python -m cae_core cluster --clusters auto` does the same.")
+    low_column, high_column, criterion_column, button_column = st.columns(4, vertical_alignment="bottom")
+    top = max(2, min(30, bundle.n_images - 1))
+    low = int(low_column.number_input("Smallest K", 2, top, 2, key="k-low"))
+    high = int(high_column.number_input("Largest K", low, max(low, bundle.n_images - 1), max(low, top), key="k-high"))
+    criterion = criterion_column.selectbox("Criterion", CLUSTER_COUNT_CRITERIA, key="k-criterion")
+    key = (method, (low, high), criterion)
+    if button_column.button("Estimate K", key="k-estimate") or views.cluster_count_known(ws, *key):
+        with user_errors(), st.spinner("Scoring each K…"):
+            estimate, n_centres = views.cluster_count(ws, *key)
+            true_k = analysis.true_cluster_count(bundle)
+            st.plotly_chart(analysis.cluster_count_figure(estimate, true_k), key="k-figure")
+            verdict = f"Estimated **K = {estimate.best}** ({estimate.criterion}, {n_centres} semantic-space centres)"
+            verdict += f"; the labels have {true_k} classes." if true_k is not None else "; the images have no labels."
+            st.markdown(verdict)
+            if estimate.best != result.n_clusters and st.button(f"Run every method with K = {estimate.best}",
+                                                                 key="k-run"):
+                ws.n_clusters = estimate.best
+                run_all(ws)
+                st.rerun()
 
 # --- named clusters -----------------------------------------------------------------------------
 st.subheader("Clusters named by their texts")

@@ -4,6 +4,8 @@ machine, ~20 s, then its cache under site-packages is reused) and one random-wei
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +132,9 @@ def test_correspondences_page(workspace):
         assert list(table.columns) == ["text", "mass", "cosine"] and len(table) == 5
         assert table["mass"].between(0, 1).all()
     assert any('"weight"' in spec for spec in plotly_specs(at))  # the fusion weights bar
-    assert len(images_on(at)) == 1
+    assert len(images_on(at)) == 1 + 4 * 6  # the image, then 6 nearest in each of the 4 representations
+    assert any("Why is this image here?" in header.value for header in at.subheader)
+    assert any("of its noun mass goes to texts that name its cluster" in text.value for text in at.markdown)
 
     at.button[1].click().run()  # next ▶
     assert_clean(at)
@@ -169,6 +173,65 @@ def test_embedding_map_page(workspace):
     assert_clean(at)
     assert any("selected nouns" in spec for spec in plotly_specs(at))
     assert any("Nothing selected" in caption.value for caption in at.caption)
+
+
+def test_a_selection_is_highlighted_in_every_map_listed_and_browsable(workspace):
+    """A box or lasso calls ``Workspace.select`` (the browser test draws a real one); here the selection is
+    set directly, and every map, the gallery, the download and the Correspondences page must follow it."""
+    ws = dataclasses.replace(workspace)  # its own selection; the runs are shared
+    chosen = np.flatnonzero(ws.results["cae"].assignments == 1)[:12]
+    ws.select(chosen, "Image embeddings")
+    at = open_page("steps/4_Embedding_map.py", ws)
+    assert_clean(at)
+    specs = [json.loads(spec) for spec in plotly_specs(at)]
+    assert len(specs) == 4
+    for spec in specs:
+        highlighted, = [trace for trace in spec["data"] if trace.get("name") == "selection"]
+        assert sorted(map(int, highlighted["ids"])) == sorted(chosen.tolist())
+    assert any(f"{len(chosen)} images selected" in text.value for text in at.markdown)
+    download = at.get("download_button")
+    assert len(download) == 1
+
+    at.segmented_control(key="map-view").set_value("Cross-modal map").run()
+    assert_clean(at)
+    texts = ws.results["cae"].semantic_space.nouns.texts
+    at.multiselect(key="cross-modal-texts").set_value(["nouns:0"]).run()
+    assert_clean(at)
+    spec = json.loads(plotly_specs(at)[0])
+    links = [trace for trace in spec["data"] if trace.get("mode") == "lines"]
+    assert links, "no transport links drawn for the chosen noun"
+    assert any(str(texts[0]) in text.value and "images send it part of their mass" in text.value
+               for text in at.markdown)
+
+    at = open_page("steps/3_Correspondences.py", ws)
+    at.radio(key="correspondences-mode").set_value("map selection").run()
+    assert_clean(at)
+    assert at.number_input[0].max == len(chosen)
+    assert any("images selected in Image embeddings" in caption.value for caption in at.caption)
+
+
+def test_clusters_page_estimates_k_and_shows_quality_without_labels(workspace):
+    at = open_page("steps/5_Clusters.py", workspace)
+    assert_clean(at)
+    quality, = tables_with(at, "silhouette")
+    assert quality["cluster"].iloc[-1] == "all" and quality["size"].iloc[-1] == workspace.bundle.n_images
+    at.number_input(key="k-high").set_value(12).run()
+    at.button(key="k-estimate").click().run()
+    assert_clean(at)
+    assert any("Estimated **K = " in text.value and "the labels have 10 classes" in text.value for text in at.markdown)
+
+
+def test_search_page_ranks_images_for_a_bank_word(workspace):
+    noun = str(workspace.results["cae"].semantic_space.nouns.texts[0])
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state[WORKSPACE_KEY] = workspace
+    at.switch_page("steps/7_Search.py")
+    at.query_params["q"] = noun
+    at.run()
+    assert_clean(at)
+    assert any("stands in" in info.value for info in at.info)
+    assert any("Nearest by cosine" in text.value for text in at.markdown)
+    assert any("Linked by the transport plan" in text.value for text in at.markdown)
 
 
 def test_dataset_page_refuses_paths_outside_the_allowed_roots():

@@ -29,7 +29,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 CIFAR = cifar_data.CIFAR
 PAGES = {"": "CAE Explorer", "Dataset": "Dataset", "Semantic_space": "Semantic space",
          "Correspondences": "Correspondences", "Embedding_map": "Embedding map", "Clusters": "Clusters",
-         "Polysemy": "Polysemy"}
+         "Polysemy": "Polysemy", "Search": "Search"}
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
@@ -95,17 +95,22 @@ def server(tmp_path_factory):
         yield url, bundle_path
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def chromium(profile: Path):
+    """Headless Chromium through chromedriver, its profile in ``profile``."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1400,2200",
-                     f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+                     "--no-first-run", "--window-size=1400,2200", f"--user-data-dir={profile}"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
@@ -241,3 +246,74 @@ def test_a_word_link_opens_the_default_demo_with_the_words_senses(server, browse
         assert "GPT-3 descriptions of a construction crane" in source and "GPT-3 descriptions of a crane bird" in source
     else:
         assert f"one sense of “{word}” only" in source
+
+
+HIGHLIGHTED_JS = """return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => {
+    const t = g.data.find(trace => trace.name === 'selection'); return t ? Array.from(t.ids).map(Number) : null; })"""
+
+
+def lasso_around_a_point(driver, chart_index: int, half_side: int = 40) -> None:
+    """Draw a lasso (an octagon of ``half_side`` pixels) around the first point of the chart's first trace,
+    with the mouse, as a user does; plotly's pixel position of that point comes from its axes."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    chart = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")[chart_index]
+    # _fullData: the decoded arrays (the figure's travel base64-encoded)
+    x, y = driver.execute_script("""const g = arguments[0], t = g._fullData[0], xa = g._fullLayout.xaxis,
+        ya = g._fullLayout.yaxis; return [xa.l2p(t.x[0]), ya.l2p(t.y[0])];""", chart)
+    drag = chart.find_element(By.CSS_SELECTOR, ".nsewdrag")
+    width, height = drag.size["width"], drag.size["height"]
+    start_x, start_y = x - width / 2 - half_side, y - height / 2  # offsets from the drag layer's centre
+    actions = ActionChains(driver).move_to_element_with_offset(drag, int(start_x), int(start_y)).click_and_hold()
+    corners = [(-1, 0), (-0.7, -0.7), (0, -1), (0.7, -0.7), (1, 0), (0.7, 0.7), (0, 1), (-0.7, 0.7), (-1, 0)]
+    position = corners[0]
+    for corner in corners[1:]:
+        actions.move_by_offset(int((corner[0] - position[0]) * half_side), int((corner[1] - position[1]) * half_side))
+        position = corner
+    actions.release().perform()
+
+
+@needs_real_demo
+def test_a_lasso_in_one_map_selects_the_same_images_in_every_map_the_gallery_and_the_download(server, browser,
+                                                                                             tmp_path):
+    url, _ = server
+    browser.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    browser.get(f"{url}/Embedding_map?demo=stl10-vitb16")
+    check(browser, "Embedding map", "map-before-lasso")
+    assert browser.execute_script(HIGHLIGHTED_JS) == [None] * 4  # four maps, nothing highlighted yet
+    lasso_around_a_point(browser, chart_index=0)
+    check(browser, "Embedding map", "map-after-lasso")
+
+    highlighted = browser.execute_script(HIGHLIGHTED_JS)
+    chosen = sorted(highlighted[0] or [])
+    assert chosen, "the lasso selected nothing"
+    assert all(sorted(ids or []) == chosen for ids in highlighted), highlighted  # every map shows the same images
+    assert f"{len(chosen)} images selected" in browser.page_source
+    # the thumbnails' captions ("#index · class", or "#index" unlabelled) are the page's only "#number" text
+    shown_text = browser.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+    gallery = [int(found) for found in re.findall(r"#(\d+)\b", shown_text)]
+    assert gallery == chosen[:48], (gallery, chosen)
+
+    click_text(browser, "button", "Download the selection (CSV)")
+    download = tmp_path / "selection.csv"
+    WebDriverWait(browser, 30).until(lambda _: download.is_file() and download.stat().st_size > 0)
+    import pandas as pd
+    rows = pd.read_csv(download)
+    assert sorted(rows["index"]) == chosen
+    assert {"image_id", "cluster", "cluster_name", "label", "top_nouns", "top_captions"} <= set(rows.columns)
+
+    click_text(browser, "button", "Browse them on Correspondences")
+    check(browser, "Correspondences", "correspondences-from-selection")
+    assert f"The {len(chosen)} images selected in Image embeddings" in browser.page_source
+    assert "Why is this image here?" in browser.page_source
+
+
+@needs_real_demo
+def test_a_search_link_shows_both_rankings(server, browser):
+    url, _ = server
+    browser.get(f"{url}/Search?q=airliner")  # a new session: the link opens the default demo
+    check(browser, "Search", "search-airliner")
+    source = browser.page_source
+    assert "the noun bank's row for “airliner”" in source
+    assert "Nearest by cosine" in source and "Linked by the transport plan" in source
+    assert source.count("airplane") >= 10  # the images found are real airplanes (their class in the captions)

@@ -93,3 +93,47 @@ def test_hierarchy_space_on_the_real_stl10_bundle(tmp_path):
     assert 0 < (~hierarchy.keep).sum() < len(hierarchy.keep) / 2  # some nouns removed, most kept
     assert next(iter(hierarchy.concepts)) == "animal.n.01"  # STL-10: mostly animals, then vehicles
     assert "conveyance.n.03" in hierarchy.concepts
+
+
+@pytest.mark.parametrize("name", REAL_SETS)
+def test_the_number_of_clusters_is_estimated_from_the_fused_features(name):
+    from cae_core.method import choose_n_clusters
+
+    bundle = load_bundle(real_bundle_path(name))
+    estimate, _ = choose_n_clusters(bundle, "cae", (2, 30))
+    # both sets have 10 classes; the README reports the estimate (10 on both at seed 0)
+    assert abs(estimate.best - 10) <= 1, (name, estimate.best)
+
+
+@pytest.mark.parametrize("name", REAL_SETS)
+def test_removing_the_modality_gap_puts_texts_among_their_images(name):
+    from cae_core.analysis import remove_modality_gap
+    from cae_core.arrays import unit_rows
+
+    bundle = load_bundle(real_bundle_path(name))
+    space = run_methods(bundle, ["cae"], 10)["cae"].semantic_space
+    modalities = [bundle.image_embeddings, space.nouns.embeddings, space.captions.embeddings]
+
+    def texts_next_to_images(parts) -> float:
+        points = np.concatenate([unit_rows(part) for part in parts])
+        is_image = np.arange(len(points)) < len(parts[0])
+        similarity = points @ points.T
+        np.fill_diagonal(similarity, -np.inf)
+        nearest = np.argsort(-similarity[~is_image], axis=1)[:, :10]
+        return float(is_image[nearest].mean())
+
+    assert texts_next_to_images(modalities) == 0.0  # raw CLIP: two islands
+    assert texts_next_to_images(remove_modality_gap(*modalities)) > 0.03
+
+
+def test_a_searched_noun_is_linked_by_the_plan_to_images_of_its_class():
+    from cae_core.analysis import query_from_banks, search_images
+
+    bundle = load_bundle(real_bundle_path("stl10-vitb16"))
+    result = run_methods(bundle, ["cae"], 10)["cae"]
+    found = search_images(result, bundle, query_from_banks(bundle, "airliner"), n=24)
+    classes = [bundle.label_name(int(bundle.labels[i])) for i in found.plan_images]
+    assert len(classes) >= 10 and classes.count("airplane") / len(classes) >= 0.9, classes
+    crane = search_images(result, bundle, query_from_banks(bundle, "crane"), n=12)
+    linked = {bundle.label_name(int(bundle.labels[i])) for i in crane.plan_images}
+    assert {"bird", "truck"} <= linked  # both senses of the word: the bird and the machine

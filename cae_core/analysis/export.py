@@ -1,5 +1,5 @@
 """The files a run writes (CLI and app alike): assignments.csv, metrics.json, clusters.json,
-and the method comparison table. Every file is written atomically."""
+the method comparison table, sweeps and the choice of K. Every file is written atomically."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..files import atomic_write_text
 from ..inputs.bundle import FeaturesBundle, save_bundle
+from ..method.cluster_count import ClusterCountEstimate
 from ..method.run import ClusteringResult
 
 
@@ -85,3 +86,14 @@ def write_sweep(table: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
     return [atomic_write_text(out_dir / "sweep.csv", table.to_csv(index=False)),
             atomic_write_text(out_dir / "sweep.md", summary_markdown(table) + "\n"),
             atomic_write_text(out_dir / "sweep.html", sweep_figure(table).to_html(include_plotlyjs=True))]
+
+
+def write_cluster_count(estimate: ClusterCountEstimate, out_dir: str | os.PathLike,
+                        true_k: int | None = None) -> list[Path]:
+    """``cluster_count.csv`` (the criterion per K) and ``cluster_count.html`` (its plot)."""
+    from .cluster_quality import cluster_count_figure, cluster_count_table
+
+    out_dir = Path(out_dir)
+    figure = cluster_count_figure(estimate, true_k)
+    return [atomic_write_text(out_dir / "cluster_count.csv", cluster_count_table(estimate).to_csv(index=False)),
+            atomic_write_text(out_dir / "cluster_count.html", figure.to_html(include_plotlyjs=True))]

@@ -176,7 +176,9 @@ class SenseRow:
     image_mass: np.ndarray
 
 
-def _heaviest_images(alignment: Alignment, column: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def heaviest_images(alignment: Alignment, column: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` images that send text ``column`` the largest share of their mass (those sending none
+    are left out), heaviest first, and those shares."""
     mass = np.where(alignment.top_text == column, alignment.top_weight, 0).sum(axis=1)
     order = np.argsort(-mass, kind="stable")[:n]
     order = order[mass[order] > 0]
@@ -204,9 +206,9 @@ def word_senses(result: ClusteringResult, bundle: FeaturesBundle, word: str, n_c
     found = []
     for row in map(int, rows):
         if row in position:
-            images, mass = _heaviest_images(part.alignment, position[row], n_images)
+            images, mass = heaviest_images(part.alignment, position[row], n_images)
         else:
-            images, mass = _heaviest_images(probe, len(selection) + missing.index(row), n_images)
+            images, mass = heaviest_images(probe, len(selection) + missing.index(row), n_images)
         cosine = bundle.caption_embeddings @ bundle.noun_embeddings[row]
         nearest = np.argsort(-cosine, kind="stable")[:n_captions]
         found.append(SenseRow(row, str(bundle.noun_synsets[row]) if bundle.noun_synsets is not None else "",

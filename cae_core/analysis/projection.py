@@ -1,9 +1,17 @@
 """2-D UMAP maps of embeddings, optionally with texts fitted in the same map.
 
-Points (images) are subsampled to ``max_points`` so a map stays interactive and its fit stays in
-seconds; extra arrays (the selected texts) are kept whole and fitted jointly with the points, so
-their positions are comparable with the images' (a text near an image cluster is near it in the
-embedding, not by a separate fit). Results are cached on disk through ``cae_core.inputs.cache``.
+Points (images) are subsampled to ``max_points`` for the fit (all of them when it is at least N);
+extra arrays (the selected texts) are kept whole and fitted jointly with the points, so their
+positions are comparable with the images' (a text near an image cluster is near it in the
+embedding, not by a separate fit). Fits are cached on disk through ``cae_core.inputs.cache``.
+
+Drawing is separate from fitting: ``thin_by_density`` picks the points to draw so that a map of
+50,000 images stays responsive while sparse regions (outliers, small clusters) keep every point.
+
+``remove_modality_gap``: CLIP puts images and texts in two cones (image–text cosine ~0.2 against
+~0.6 within each), so a joint map draws two islands. Measured on the real features (README): with
+the raw vectors no selected text has an image among its 10 nearest neighbours on stl10-vitb16 or
+food101-vitb32; with each modality's mean removed, 6-8% (stl10) and 60-69% (food101) do.
 """
 
 from __future__ import annotations
@@ -28,6 +36,45 @@ def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
     if n <= max_points:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+
+
+def remove_modality_gap(*modalities: np.ndarray) -> list[np.ndarray]:
+    """Each array (n_k, d) minus its own mean row, rows re-normalised (CAE's fusion centres likewise)."""
+    return [unit_rows(np.asarray(array) - np.asarray(array).mean(axis=0)) if len(array) else np.asarray(array)
+            for array in modalities]
+
+
+def thin_by_density(xy: np.ndarray, max_points: int, seed: int = 0, cells: int = 128) -> np.ndarray:
+    """Sorted indices of at most ``max_points`` rows of the 2-D map ``xy`` (n, 2), dense regions thinned.
+
+    The map is cut into ``cells`` x ``cells`` squares and every square keeps at most c of its points
+    (c the largest cap that fits ``max_points``; a seeded random choice within a square), so a square
+    with few points keeps them all. Every row when n <= max_points.
+    """
+    n = len(xy)
+    if n <= max_points:
+        return np.arange(n)
+    if max_points < 1:
+        raise CaeError(f"max_points must be positive, got {max_points}")
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    cell = np.floor((xy - low) / np.maximum(high - low, 1e-12) * (cells - 1e-9)).astype(np.int64)
+    square = cell[:, 0] * cells + cell[:, 1]
+    # a random order, then each point's rank within its square: keeping rank < c keeps c per square
+    order = np.random.default_rng(seed).permutation(n)
+    by_square = order[np.argsort(square[order], kind="stable")]
+    starts = np.searchsorted(square[by_square], square[by_square], side="left")
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_square] = np.arange(n) - starts
+    counts = np.bincount(square, minlength=cells * cells)
+    # total kept with cap c is sum(min(count, c)): the largest c within budget, by bisection
+    low_cap, high_cap = 0, int(counts.max())
+    while low_cap < high_cap:
+        middle = (low_cap + high_cap + 1) // 2
+        if np.minimum(counts, middle).sum() <= max_points:
+            low_cap = middle
+        else:
+            high_cap = middle - 1
+    return np.flatnonzero(rank < max(low_cap, 1))[:max_points]
 
 
 def _fit(stacked: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:

@@ -4,17 +4,20 @@ that chain them. ``semantic_space.py`` is step 3, ``alignment.py`` step 4, ``fus
 
 from .alignment import Alignment, SinkhornConvergenceWarning, ot_alignment, softmax_alignment, transport_plan
 from .clustering import KMeansResult, spherical_kmeans
+from .cluster_count import CLUSTER_COUNT_CRITERIA, ClusterCountEstimate, choose_n_clusters, estimate_n_clusters
 from .fusion import Fusion, fuse
 from .methods import FUSION_CHOICES, METHODS, SPACE_CHOICES, CaeConfig, MethodSpec
 from .metrics import cluster_accuracy, cluster_mapping, evaluate
-from .run import AlignedBank, ClusteringResult, ClusterTexts, align_bank, bank_arrays, cluster_texts, fuse_for, \
-    run_method, run_methods, semantic_space_for
+from .run import AlignedBank, ClusteringResult, ClusterTexts, Representation, align_bank, bank_arrays, cluster_texts, \
+    fuse_for, represent, run_method, run_methods, semantic_space_for
 from .semantic_space import Bank, SemanticSpace, TextSelection, build_semantic_space, default_n_centres, select_texts
 
 __all__ = [
-    "Alignment", "AlignedBank", "Bank", "CaeConfig", "ClusterTexts", "ClusteringResult", "FUSION_CHOICES", "Fusion",
-    "KMeansResult", "METHODS", "MethodSpec", "SPACE_CHOICES", "SemanticSpace", "SinkhornConvergenceWarning", "TextSelection",
-    "align_bank", "bank_arrays", "build_semantic_space", "cluster_accuracy", "cluster_mapping", "cluster_texts",
-    "default_n_centres", "evaluate", "fuse", "fuse_for", "ot_alignment", "run_method", "run_methods",
-    "select_texts", "semantic_space_for", "softmax_alignment", "spherical_kmeans", "transport_plan",
+    "align_bank", "AlignedBank", "Alignment", "Bank", "bank_arrays", "build_semantic_space", "CaeConfig",
+    "choose_n_clusters", "cluster_accuracy", "CLUSTER_COUNT_CRITERIA", "cluster_mapping", "cluster_texts",
+    "ClusterCountEstimate", "ClusteringResult", "ClusterTexts", "default_n_centres", "estimate_n_clusters",
+    "evaluate", "fuse", "fuse_for", "Fusion", "FUSION_CHOICES", "KMeansResult", "METHODS", "MethodSpec",
+    "ot_alignment", "represent", "Representation", "run_method", "run_methods", "select_texts",
+    "semantic_space_for", "SemanticSpace", "SinkhornConvergenceWarning", "softmax_alignment", "SPACE_CHOICES",
+    "spherical_kmeans", "TextSelection", "transport_plan",
 ]

@@ -151,24 +151,40 @@ class _Stages:
         return value, seconds
 
 
-def _check_request(bundle: FeaturesBundle, method: str, n_clusters: int) -> MethodSpec:
+def _spec(method: str) -> MethodSpec:
     if method not in METHODS:
         raise CaeError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def _check_request(bundle: FeaturesBundle, method: str, n_clusters: int) -> MethodSpec:
+    spec = _spec(method)
     if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
         raise CaeError(f"the number of clusters must be a positive integer, got {n_clusters!r}")
     if n_clusters > bundle.n_images:
         raise CaeError(f"cannot make {n_clusters} clusters from {bundle.n_images} images")
-    return METHODS[method]
+    return spec
 
 
-def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeConfig, seed: int,
-         stages: _Stages) -> ClusteringResult:
+@dataclass
+class Representation:
+    """What a method makes of the images before its final k-means (``features`` (N, D)), with the
+    pieces that made it and the seconds each stage took."""
+
+    features: np.ndarray
+    semantic_space: SemanticSpace | None
+    aligned: dict[Bank, AlignedBank]
+    fusion: Fusion | None
+    stage_seconds: dict[str, float]
+
+
+def _represent(bundle: FeaturesBundle, spec: MethodSpec, n_centres: int, config: CaeConfig, seed: int,
+               stages: _Stages) -> Representation:
     seconds: dict[str, float] = {}
     x = bundle.image_embeddings
     space = None
     aligned: dict[Bank, AlignedBank] = {}
     if spec.banks:
-        n_centres = config.n_centres or default_n_centres(bundle.n_images, n_clusters, config.train_size)
         space, seconds["semantic_space"] = stages.shared(
             ("space", n_centres), "semantic space",
             lambda: semantic_space_for(bundle, tuple(Bank), n_centres, config, seed))
@@ -188,14 +204,38 @@ def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeC
     else:
         fusion, seconds["fusion"] = stages.timed("fusion", lambda: fuse_for(spec, config, x, aligned))
         features = x if fusion is None else fusion.features
+    return Representation(features, space, aligned, fusion, seconds)
+
+
+def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeConfig, seed: int,
+         stages: _Stages) -> ClusteringResult:
+    n_centres = config.n_centres or default_n_centres(bundle.n_images, n_clusters, config.train_size)
+    made = _represent(bundle, spec, n_centres, config, seed, stages)
+    seconds = made.stage_seconds
     kmeans, seconds["kmeans"] = stages.timed("clustering", lambda: spherical_kmeans(
-        features, n_clusters, n_init=config.n_init, max_iter=config.kmeans_max_iter, seed=seed, device=config.device))
+        made.features, n_clusters, n_init=config.n_init, max_iter=config.kmeans_max_iter, seed=seed,
+        device=config.device))
     start = time.perf_counter()
     metrics = evaluate(bundle.labels, kmeans.labels) if bundle.has_labels else {}
     seconds["metrics"] = time.perf_counter() - start
-    texts = cluster_texts(kmeans.labels, n_clusters, aligned)
-    return ClusteringResult(spec.name, n_clusters, seed, config, kmeans.labels, features, bundle.labels, metrics,
-                            space, aligned, fusion, texts, seconds)
+    texts = cluster_texts(kmeans.labels, n_clusters, made.aligned)
+    return ClusteringResult(spec.name, n_clusters, seed, config, kmeans.labels, made.features, bundle.labels,
+                            metrics, made.semantic_space, made.aligned, made.fusion, texts, seconds)
+
+
+def represent(bundle: FeaturesBundle, method: str = "cae", n_centres: int | None = None, *,
+              config: CaeConfig | None = None, seed: int = 0, progress: Progress | None = None) -> Representation:
+    """The features ``method`` would cluster (everything before its final k-means).
+
+    ``n_centres`` sizes the semantic space (``config.n_centres`` when None; required when the config
+    leaves it to the rule, since that rule depends on K). Used to choose K before clustering.
+    """
+    spec = _spec(method)
+    config = config or CaeConfig()
+    n_centres = n_centres or config.n_centres
+    if spec.banks and not n_centres:
+        raise CaeError("the semantic space's size depends on K: give n_centres when K is not known")
+    return _represent(bundle, spec, int(n_centres or 0), config, seed, _Stages(progress))
 
 
 def run_method(bundle: FeaturesBundle, method: str = "cae", n_clusters: int = 10, *,
