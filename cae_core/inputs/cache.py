@@ -5,7 +5,8 @@ Its rows are stored in chunks, one file per chunk, each written atomically (temp
 ``os.replace``) and ending with the sha256 of its content: an interrupted computation resumes from
 its last finished chunk, and a truncated or corrupted chunk is rebuilt with a warning, never trusted.
 A lock file (``fcntl.flock``) next to the entry makes two processes computing the same entry wait
-for each other instead of duplicating the work or interleaving their writes.
+for each other instead of duplicating the work or interleaving their writes; workers that split an
+entry's chunks between them (``torchrun``) share the lock instead.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class ChunkedStore:
         self.chunks_computed = 0
         self.chunks_loaded = 0
         self._loaded: dict[int, dict[str, np.ndarray]] = {}
-        self._locked = False
+        self._exclusive = False
 
     @property
     def n_chunks(self) -> int:
@@ -116,27 +117,30 @@ class ChunkedStore:
         return min(self.chunk_rows, self.n_rows - index * self.chunk_rows)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive lock on this entry across processes (released by the kernel if the process dies)."""
+    def locked(self, shared: bool = False) -> Iterator[None]:
+        """Lock this entry across processes (released by the kernel if the process dies); exclusive, or
+        ``shared`` by writers that each write chunks no other writes (torchrun workers), which still
+        wait for, and hold off, an exclusive holder."""
         self.path.mkdir(parents=True, exist_ok=True)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         with open(self.path.parent / f"{self.key}.lock", "a+b") as lock:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 logger.info("waiting for another process computing cache entry %s", self.key[:12])
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            self._locked = True
+                fcntl.flock(lock, mode)
+            self._exclusive = not shared
             try:
-                # leftovers of a writer that was killed; nobody else writes while we hold the lock
-                for stale in self.path.glob(".tmp-*"):
-                    stale.unlink(missing_ok=True)
+                if self._exclusive:  # leftovers of a writer that was killed; nobody else writes now
+                    for stale in self.path.glob(".tmp-*"):
+                        stale.unlink(missing_ok=True)
                 if not (self.path / _META).exists():
                     meta = {"description": self.description, "n_rows": self.n_rows, "chunk_rows": self.chunk_rows,
                             "n_chunks": self.n_chunks, "created": time.time(), "key_parts": self.key_parts}
                     atomic_write_bytes(self.path / _META, json.dumps(meta, default=str).encode(), durable=True)
                 yield
             finally:
-                self._locked = False
+                self._exclusive = False
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _load_chunk(self, index: int) -> dict[str, np.ndarray] | None:
@@ -154,8 +158,8 @@ class ChunkedStore:
             size = self._chunk_size(index)
             if size is not None and any(len(array) != size for array in arrays.values()):
                 arrays = None
-        if arrays is None and self._locked:
-            # only the lock holder deletes: without it, a writer may be replacing this very file
+        if arrays is None and self._exclusive:
+            # only the exclusive holder deletes: otherwise a writer may be replacing this very file
             warnings.warn(f"cache chunk {path} failed its checksum; it is rebuilt", RuntimeWarning, stacklevel=3)
             path.unlink(missing_ok=True)
         return arrays
@@ -175,9 +179,12 @@ class ChunkedStore:
 
     def missing_rows(self) -> np.ndarray:
         """Row indices (ascending) of the chunks ``fill`` has to compute."""
+        return self.rows_of(self.missing_chunks())
+
+    def rows_of(self, chunks: Iterable[int]) -> np.ndarray:
+        """Row indices of ``chunks`` (ascending indices), in order."""
         assert self.n_rows is not None, "single-chunk stores have no row index"
-        ranges = [np.arange(i * self.chunk_rows, i * self.chunk_rows + self._chunk_size(i))
-                  for i in self.missing_chunks()]
+        ranges = [np.arange(i * self.chunk_rows, i * self.chunk_rows + self._chunk_size(i)) for i in chunks]
         return np.concatenate(ranges) if ranges else np.zeros(0, dtype=np.int64)
 
     def write_chunk(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
@@ -190,12 +197,14 @@ class ChunkedStore:
         self._loaded[index] = {name: np.asarray(array) for name, array in arrays.items()}
         self.chunks_computed += 1
 
-    def fill(self, batches: Iterable[Mapping[str, np.ndarray]]) -> None:
+    def fill(self, batches: Iterable[Mapping[str, np.ndarray]], chunks: Iterable[int] | None = None) -> None:
         """Compute the missing chunks from ``batches``: the rows of ``missing_rows()``, in order, in any sizes.
 
-        Each chunk is written as soon as its rows are complete, so an interruption loses at most one chunk.
+        ``chunks``: only these (ascending) chunks, from the rows of ``rows_of(chunks)``; a worker's
+        share of the missing ones. Each chunk is written as soon as its rows are complete, so an
+        interruption loses at most one chunk.
         """
-        pending = self.missing_chunks()
+        pending = self.missing_chunks() if chunks is None else list(chunks)
         merged: dict[str, np.ndarray] = {}
         for batch in batches:
             merged = {name: np.concatenate([merged[name], array]) if merged else np.asarray(array)

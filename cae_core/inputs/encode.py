@@ -12,6 +12,7 @@ from ..progress import Progress, timed
 from .bundle import FeaturesBundle
 from .cache import require_writable
 from .corpora import TAC_TEMPLATES, CaptionBank, read_caption_source, read_noun_source, read_per_image_captions
+from .distributed import Shard
 from .encoders import ClipModel, encode_images, encode_texts, load_clip
 from .sources import SkippedFile, open_image_source
 
@@ -41,7 +42,8 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
                    captions: str = "flickr30k", device: str = "auto", batch_size: int = 128,
                    limit: int | None = None, templates: int = len(TAC_TEMPLATES), max_captions: int | None = None,
                    progress: Progress | None = None, clip: ClipModel | None = None,
-                   per_image_captions: str | None = None) -> tuple[FeaturesBundle, EncodeReport]:
+                   per_image_captions: str | None = None, chunk_rows: int | None = None,
+                   shard: Shard | None = None) -> tuple[FeaturesBundle, EncodeReport]:
     """Encode an image source and the two text banks with one CLIP model into a ``FeaturesBundle``.
 
     ``images``: a source spec for ``sources.open_image_source``; ``nouns``: "wordnet" or a file;
@@ -53,6 +55,9 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
     empty captions, are skipped and reported. Everything is cached, so a
     second call with the same inputs does no model work. ``clip``: a model already loaded (by
     ``load_clip(model, pretrained, device)``), which an interactive caller keeps between encodings.
+    ``chunk_rows``: images or texts per cache chunk (default 1024 images, 8192 prompts' worth of texts).
+    ``shard``: this process is one of several torchrun workers (``distributed.shard_from_env``); each
+    encodes its share of every stage's chunks, and all of them return the same complete bundle.
     """
     if not 1 <= templates <= len(TAC_TEMPLATES):
         raise CaeError(f"--templates must be between 1 and {len(TAC_TEMPLATES)}, got {templates}")
@@ -60,6 +65,8 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
         raise CaeError(f"--batch-size must be positive, got {batch_size}")
     if max_captions is not None and max_captions < 1:
         raise CaeError(f"--max-captions must be positive, got {max_captions}")
+    if chunk_rows is not None and chunk_rows < 1:
+        raise CaeError(f"--chunk-rows must be positive, got {chunk_rows}")
     require_writable()
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -70,11 +77,16 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
     else:
         caption_bank = read_caption_source(captions).head(max_captions)
     if clip is None:
-        clip = load_clip(model, pretrained, device)
+        clip = load_clip(model, pretrained, device if shard is None else shard.select_device(device))
+    if shard is not None and clip.checkpoint_fingerprint is None:
+        raise CaeError("random weights cannot be shared by torchrun workers (they share their work through the "
+                       "cache, which random weights never enter); save the model's state_dict and pass "
+                       "--pretrained /path/to/checkpoint.pt")
     seconds["load"] = time.perf_counter() - started
 
     (image_embeddings, kept, skipped), seconds["images"] = timed(encode_images, clip, source, batch_size,
-                                                                 progress=progress)
+                                                                 progress=progress, chunk_rows=chunk_rows,
+                                                                 shard=shard)
     if not len(kept):
         raise CaeError(f"none of the {len(source.records)} images of {source.name} could be decoded")
     image_ids = np.array([source.records[i].image_id for i in kept])
@@ -88,9 +100,11 @@ def encode_dataset(images: str, model: str = "ViT-B-32", pretrained: str | None 
              for image_id in own.image_ids[~decoded]]
     prompt_templates = TAC_TEMPLATES[:templates]
     noun_embeddings, seconds["nouns"] = timed(encode_texts, clip, noun_bank.words, batch_size,
-                                              templates=prompt_templates, progress=progress, stage="nouns")
+                                              templates=prompt_templates, progress=progress, stage="nouns",
+                                              chunk_rows=chunk_rows, shard=shard)
     caption_embeddings, seconds["captions"] = timed(encode_texts, clip, caption_bank.captions, batch_size,
-                                                    progress=progress, stage="captions")
+                                                    progress=progress, stage="captions", chunk_rows=chunk_rows,
+                                                    shard=shard)
     labels = source.labels
     bundle = FeaturesBundle(
         image_embeddings=image_embeddings, labels=None if labels is None else labels[kept],

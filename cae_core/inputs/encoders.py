@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .cache import ChunkedStore, file_fingerprint, texts_digest
 from ..device import resolve_device
+from .distributed import Shard
 from ..errors import CaeError
 from ..progress import Progress
 from .images import load_image
@@ -121,10 +122,26 @@ def _normalized(features: torch.Tensor) -> np.ndarray:
 
 
 def _fill_and_read(store: ChunkedStore, batches: Callable[[np.ndarray], Iterator[dict[str, np.ndarray]]],
-                   stage: str) -> dict[str, np.ndarray]:
-    """Compute the store's missing chunks from ``batches(rows)`` under its lock, then read it whole."""
-    with store.locked():
-        store.fill(batches(store.missing_rows()))
+                   stage: str, what: str, shard: Shard | None = None) -> dict[str, np.ndarray]:
+    """Compute the store's missing chunks from ``batches(rows)`` under its lock, then read it whole.
+
+    With a ``shard``, this worker computes its share of the missing chunks and waits for the other
+    workers' shares before reading.
+    """
+    if shard is None:
+        with store.locked():
+            store.fill(batches(store.missing_rows()))
+    else:
+        with shard.stage(stage):
+            with store.locked(shared=True):
+                mine = shard.owned(store.missing_chunks())
+                rows = store.rows_of(mine)
+                store.fill(batches(rows), mine)
+            shard.say(f"{stage}: encoded {len(mine)} of {store.n_chunks} chunks ({len(rows)} of {store.n_rows} "
+                      f"{what})")
+        if store.missing_chunks():
+            raise CaeError(f"the cache chunks of the other torchrun workers are not in {store.path.parent}: "
+                           "set CAE_CACHE_DIR to a folder all of them share")
     logger.info("%s: %d chunk(s) from the cache, %d computed", stage, store.chunks_loaded, store.chunks_computed)
     return store.read()
 
@@ -190,12 +207,13 @@ def _text_batches(clip: ClipModel, words: np.ndarray, templates: Sequence[str] |
 
 def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256, templates: Sequence[str] | None = None,
                  trim: bool = True, progress: Progress | None = None, cache: bool = True, stage: str = "texts",
-                 chunk_rows: int | None = None) -> np.ndarray:
+                 chunk_rows: int | None = None, shard: Shard | None = None) -> np.ndarray:
     """L2-normalised text embeddings, (len(texts), d) float32.
 
     With ``templates`` ("{}" marks the text), each text's embedding is the normalised mean of its
     normalised prompt embeddings (CLIP's prompt ensembling). Identical texts are encoded once; texts run
-    sorted by length so trimmed batches stay short. Results are cached in chunks of ``chunk_rows`` texts.
+    sorted by length so trimmed batches stay short. Results are cached in chunks of ``chunk_rows`` texts;
+    ``shard``: this torchrun worker's share of them (see ``distributed``).
     """
     texts = np.asarray(texts, dtype=object).astype(str)
     if not len(texts):
@@ -215,7 +233,7 @@ def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256, t
         store = ChunkedStore({"kind": "texts", **clip.cache_parts(), "templates": templates,
                               "texts": texts_digest(words)}, len(words), chunk_rows, namespace="embeddings",
                              description=f"{stage}: {len(words)} texts, {clip.model_name}")
-        embeddings = _fill_and_read(store, batches, stage)["embeddings"]
+        embeddings = _fill_and_read(store, batches, stage, "texts", shard)["embeddings"]
     else:
         embeddings = np.concatenate([batch["embeddings"] for batch in batches(np.arange(len(words)))])
     _report(progress, stage, len(words), len(words), "texts")
@@ -266,13 +284,14 @@ def _image_batches(clip: ClipModel, paths: Sequence[Path], batch_size: int, num_
 
 
 def encode_images(clip: ClipModel, image_source: ImageSource, batch_size: int = 64, progress: Progress | None = None,
-                  cache: bool = True, chunk_rows: int = _IMAGE_CHUNK_ROWS,
-                  num_workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
+                  cache: bool = True, chunk_rows: int | None = None, num_workers: int | None = None,
+                  shard: Shard | None = None) -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
     """Encode every image of ``image_source`` (decoding in DataLoader workers, so the model never waits).
 
     Returns ``(embeddings, kept_index, skipped)``: (n_kept, d) float32 L2-normalised; (n_kept,) indices
     into ``image_source.records``; the files that could not be decoded, with the reason. The cache key
-    covers the model, the checkpoint, the preprocessing and every file's path, size and mtime.
+    covers the model, the checkpoint, the preprocessing and every file's path, size and mtime. Cached in
+    chunks of ``chunk_rows`` images (default 1024); ``shard``: this torchrun worker's share of them.
     """
     records = image_source.records
     if not records:
@@ -289,9 +308,9 @@ def encode_images(clip: ClipModel, image_source: ImageSource, batch_size: int = 
         files = hashlib.sha256(json.dumps([file_fingerprint(path) if path.exists() else [str(path)]
                                            for path in paths]).encode()).hexdigest()
         store = ChunkedStore({"kind": "images", **clip.cache_parts(), "preprocess": repr(clip.preprocess),
-                              "files": files}, len(paths), chunk_rows, namespace="embeddings",
+                              "files": files}, len(paths), chunk_rows or _IMAGE_CHUNK_ROWS, namespace="embeddings",
                              description=f"images: {len(paths)} of {image_source.name}, {clip.model_name}")
-        arrays = _fill_and_read(store, batches, "images")
+        arrays = _fill_and_read(store, batches, "images", "images", shard)
     else:
         parts = list(batches(np.arange(len(paths))))
         arrays = {name: np.concatenate([part[name] for part in parts]) for name in ("embeddings", "errors")}
