@@ -18,9 +18,12 @@ from .inputs.encode import RANDOM_WEIGHTS, encode_dataset
 from .inputs.encoders import load_clip
 from .inputs.presets import PRESETS, estimate_presets
 from .inputs.sources import open_image_source
+from .method.cluster_count import CLUSTER_COUNT_CRITERIA, DEFAULT_RANGE, choose_n_clusters
 from .method.fusion import COMBINES
 from .method.methods import FUSION_CHOICES, METHODS, SPACE_CHOICES, CaeConfig
 from .method.run import run_method, run_methods
+
+AUTO = "auto"  # --clusters auto: estimate K
 
 
 def _progress_printer(quiet: bool):
@@ -47,16 +50,43 @@ def _config(args: argparse.Namespace) -> CaeConfig:
     return CaeConfig(device=args.device, **given)
 
 
-def _add_common_options(parser: argparse.ArgumentParser) -> None:
+def _cluster_count(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of clusters or {AUTO!r}, got {text!r}") from None
+
+
+def _k_range(text: str) -> tuple[int, int]:
+    low, separator, high = text.partition(":")
+    try:
+        return int(low), int(high if separator else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, e.g. 2:30, got {text!r}") from None
+
+
+def _add_common_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
     parser.add_argument("--features", required=True, type=Path, help="features bundle (.npz)")
-    parser.add_argument("--clusters", required=True, type=int, help="number of clusters K")
+    if auto:
+        parser.add_argument("--clusters", required=True, type=_cluster_count,
+                            help=f"number of clusters K, or {AUTO!r}: estimated over --k-range by --k-criterion")
+        low, high = DEFAULT_RANGE
+        parser.add_argument("--k-range", type=_k_range, default=DEFAULT_RANGE, metavar="LOW:HIGH",
+                            help=f"the K tried with --clusters auto (default {low}:{high})")
+        parser.add_argument("--k-criterion", choices=CLUSTER_COUNT_CRITERIA, default=CLUSTER_COUNT_CRITERIA[0],
+                            help="how --clusters auto scores K (default eigengap: largest gap of the kNN "
+                                 "graph's Laplacian spectrum; silhouette: mean cosine silhouette of k-means)")
+    else:
+        parser.add_argument("--clusters", required=True, type=int, help="number of clusters K")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--quiet", action="store_true")
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    _add_common_options(parser)
+def _add_run_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
+    _add_common_options(parser, auto)
     parser.add_argument("--seed", type=int, default=0)
     helps = {"epsilon": "Sinkhorn temperature (default 0.05)", "gamma": "fusion temperature (default 0.01)",
              "fusion": f"{' or '.join(FUSION_CHOICES)} (default adaptive: modality gap removed; "
@@ -84,13 +114,34 @@ def run_cluster(args: argparse.Namespace) -> int:
     from .analysis.export import write_run
 
     bundle = load_bundle(args.features)
-    result = run_method(bundle, args.method, args.clusters, config=_config(args), seed=args.seed,
+    config, n_clusters = _config(args), args.clusters
+    written = []
+    if n_clusters == AUTO:
+        # then the run is the one `--clusters K` would make (its semantic space sized for that K)
+        n_clusters, written = _estimate_clusters(args, bundle, config)
+    result = run_method(bundle, args.method, n_clusters, config=config, seed=args.seed,
                         progress=_progress_printer(args.quiet))
-    for path in write_run(result, bundle, args.out):
+    for path in written + write_run(result, bundle, args.out):
         print(path)
     if result.metrics:
         print(json.dumps({key: round(value, 4) for key, value in result.metrics.items()}))
     return 0
+
+
+def _estimate_clusters(args: argparse.Namespace, bundle, config: CaeConfig) -> tuple[int, list[Path]]:
+    """``--clusters auto``: K estimated on the method's features and the files that show the criterion;
+    the estimate (and the true count, where known) on stderr."""
+    from .analysis.cluster_quality import true_cluster_count
+    from .analysis.export import write_cluster_count
+
+    estimate, n_centres = choose_n_clusters(bundle, args.method, args.k_range, criterion=args.k_criterion,
+                                            config=config, seed=args.seed, progress=_progress_printer(args.quiet))
+    true_k = true_cluster_count(bundle)
+    known = "no labels to compare with" if true_k is None else \
+        f"the labels have {true_k} classes: off by {estimate.best - true_k:+d}"
+    print(f"estimated K = {estimate.best} ({estimate.criterion} over {estimate.ks[0]}..{estimate.ks[-1]}, "
+          f"{estimate.n_rows:,} images, {n_centres} semantic-space centres); {known}", file=sys.stderr)
+    return estimate.best, write_cluster_count(estimate, args.out, true_k)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -147,8 +198,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .benchmarks import run_benchmarks
+    from .benchmarks import run_benchmarks, scale_benchmark, scale_table
 
+    if args.sizes and not args.scale:
+        raise CaeError("--sizes is an option of bench --scale")
+    if args.scale:
+        report = scale_benchmark(args.sizes, quick=args.quick, verbose=not args.json)
+        print(json.dumps(report) if args.json else scale_table(report))
+        return 0
     print(json.dumps(run_benchmarks(quick=args.quick, verbose=not args.json)))
     return 0
 
@@ -199,6 +256,9 @@ def _add_encode_parser(subparsers) -> argparse.ArgumentParser:
                         help="how many of TAC's 7 noun prompt templates to average (default 7; 1 is 7x faster)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--chunk-rows", type=int, default=None,
+                        help="images or texts per cache chunk, the unit of work torchrun workers share (default "
+                             "1024 images, 8192 prompts' worth of texts; another value makes new cache entries)")
     parser.add_argument("--out", type=Path, help="output bundle (.npz); required unless --estimate")
     parser.set_defaults(handler=run_encode)
     return parser
@@ -223,22 +283,33 @@ def _apply_preset(args: argparse.Namespace) -> None:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    """Encode into ``--out``; under torchrun, as one of the workers (each encodes a share, rank 0 writes)."""
+    from .inputs.distributed import leave, shard_from_env
+
     _apply_preset(args)
     if args.estimate:
         return _print_estimates(args)
     if args.out is None:
         raise CaeError("encode needs --out (the bundle to write), unless --estimate")
+    shard = shard_from_env()
+    writer = shard is None or shard.rank == 0
     pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
     if pretrained is None:
         print(f"warning: {args.model} with random weights; clusters and matched texts carry no semantics",
               file=sys.stderr)
-    progress = _TqdmProgress()
+    progress = _TqdmProgress() if writer else None  # one set of bars, not one per worker
     try:
         bundle, report = encode_dataset(args.images, args.model, pretrained, args.nouns, args.captions,
                                         args.device, args.batch_size, args.limit, args.templates,
-                                        args.max_captions, progress, per_image_captions=args.per_image_captions)
+                                        args.max_captions, progress, per_image_captions=args.per_image_captions,
+                                        chunk_rows=args.chunk_rows, shard=shard)
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
+        if shard is not None:
+            leave()
+    if not writer:
+        return 0
     print(save_bundle(bundle, args.out))
     print(report.summary())
     return 0
@@ -314,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     cluster = commands.add_parser("cluster", help="cluster a features bundle with one method")
-    _add_run_options(cluster)
+    _add_run_options(cluster, auto=True)
     cluster.add_argument("--method", default="cae", choices=tuple(METHODS))
     cluster.set_defaults(handler=run_cluster)
 
@@ -341,8 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=run_demo)
 
     bench = commands.add_parser("bench", help="time each stage at a realistic size, against POT")
-    bench.add_argument("--quick", action="store_true", help="smaller problem, a few seconds")
+    bench.add_argument("--quick", action="store_true", help="smaller problem, a few seconds (with --scale: N, K, "
+                       "centres and banks divided by 10)")
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
+    bench.add_argument("--scale", action="store_true",
+                       help="the whole cae run at N = 10k, 50k, 200k (K = 1,000, 4,271 centres, full banks), "
+                            "each N in a fresh process: seconds and peak memory per stage, and their growth")
+    bench.add_argument("--sizes", type=_list_of(int), default=None, help="with --scale: comma-separated N to run")
     bench.set_defaults(handler=run_bench)
 
     _add_encode_parser(commands)
