@@ -11,7 +11,7 @@ limitation). Two label-free criteria, both standard:
 Measured on the real CLIP features (README; true K = 10 on both): eigengap on ``cae``'s fused
 features finds 10 on stl10-vitb16 and food101-vitb32 for seeds 0-2 (8-11 with 5-20 neighbours);
 silhouette finds 6 on stl10 (it favours the coarse animals / vehicles split) and 10 on food101.
-It is also about 10x cheaper: no k-means per K. Silhouette stays available, and per cluster it is
+It is also far cheaper: no k-means per K (0.13 s against 7.5 s on food101-vitb32). Silhouette stays available, and per cluster it is
 the label-free quality the explorer shows.
 Rows beyond ``max_rows`` are sampled (fixed seed): both criteria cost O(rows²).
 """
@@ -35,6 +35,7 @@ CLUSTER_COUNT_CRITERIA = ("eigengap", "silhouette")
 DEFAULT_RANGE = (2, 30)
 MAX_ROWS = 5000  # silhouette and the graph are O(rows²); 5,000 rows keep one K within a second or so
 GRAPH_NEIGHBOURS = 10
+DENSE_ROWS = 1000  # a graph component this small gets the dense eigensolver (about a second at most)
 
 
 @dataclass
@@ -79,24 +80,49 @@ def silhouette_scores(features: np.ndarray, ks: np.ndarray, *, n_init: int = 10,
 
 def eigengap_scores(features: np.ndarray, ks: np.ndarray, neighbours: int = GRAPH_NEIGHBOURS) -> np.ndarray:
     """Gap λ_K − λ_{K−1} of the normalised Laplacian of the symmetric cosine kNN graph of ``features``
-    (n, D), eigenvalues ascending from λ_0 = 0: K near-zero eigenvalues mean K weakly linked groups."""
-    from scipy.linalg import eigh
+    (n, D), eigenvalues ascending from λ_0 = 0: K near-zero eigenvalues mean K weakly linked groups.
 
-    x = unit_rows(features, np.float64)
-    similarity = x @ x.T
-    np.fill_diagonal(similarity, -np.inf)
-    k = min(neighbours, len(x) - 1)
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    affinity = np.zeros_like(similarity)
-    rows = np.repeat(np.arange(len(x)), k)
-    affinity[rows, nearest.ravel()] = np.clip(similarity[rows, nearest.ravel()], 0, None)
-    affinity = np.maximum(affinity, affinity.T)
-    degree = affinity.sum(axis=1)
-    scale = np.where(degree > 0, 1 / np.sqrt(np.where(degree > 0, degree, 1)), 0)
-    laplacian = np.eye(len(x)) - scale[:, None] * affinity * scale[None, :]
+    The graph is sparse, so above ``DENSE_ROWS`` rows the smallest Laplacian eigenvalues come from
+    Lanczos (``eigsh``) on the largest of the normalised affinity (λ = 1 − μ), per connected
+    component: at 5,000 rows the dense solver took 79 s here, Lanczos under a second.
+    """
+    from scipy.linalg import eigvalsh
+    from scipy.sparse import csr_matrix, diags
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse.linalg import eigsh
+
+    x = unit_rows(features)
+    n, k = len(x), min(neighbours, len(x) - 1)
+    nearest, values = [], []
+    for start in range(0, n, 2048):  # kNN by blocks of rows: memory O(2048 * n)
+        similarity = x[start:start + 2048] @ x.T
+        similarity[np.arange(len(similarity)), np.arange(start, start + len(similarity))] = -np.inf
+        found = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        nearest.append(found)
+        values.append(np.take_along_axis(similarity, found, axis=1))
+    rows = np.repeat(np.arange(n), k)
+    affinity = csr_matrix((np.clip(np.concatenate(values).ravel(), 0, None).astype(np.float64),
+                           (rows, np.concatenate(nearest).ravel())), shape=(n, n))
+    affinity = affinity.maximum(affinity.T)
+    degree = np.asarray(affinity.sum(axis=1)).ravel()
+    scale = diags(np.where(degree > 0, 1 / np.sqrt(np.where(degree > 0, degree, 1)), 0))
+    normalised = scale @ affinity @ scale
     top = int(ks.max())
-    values = eigh(laplacian, eigvals_only=True, subset_by_index=[0, top])
-    return np.array([values[int(kk)] - values[int(kk) - 1] for kk in ks])
+    # the spectrum of a graph is the union of its connected components' spectra; per component the
+    # eigenvalue 0 is simple, which Lanczos (eigsh) finds reliably (a repeated one it may find once)
+    n_parts, part = connected_components(affinity, directed=False)
+    found = []
+    for component in range(n_parts):
+        members = np.flatnonzero(part == component)
+        block = normalised[members][:, members]
+        wanted = min(top + 1, len(members))
+        if len(members) <= DENSE_ROWS:
+            found.append(eigvalsh(np.eye(len(members)) - block.toarray())[:wanted])
+        else:
+            start_vector = np.random.default_rng(0).uniform(0.5, 1.5, len(members))  # reproducible
+            found.append(1 - eigsh(block, k=wanted, which="LA", v0=start_vector, return_eigenvectors=False))
+    eigenvalues = np.sort(np.concatenate(found))[: top + 1]
+    return np.array([eigenvalues[int(kk)] - eigenvalues[int(kk) - 1] for kk in ks])
 
 
 def estimate_n_clusters(features: np.ndarray, k_range: tuple[int, int] = DEFAULT_RANGE, *,
