@@ -9,3 +9,11 @@ def unit_rows(array, dtype=np.float32) -> np.ndarray:
     """``array`` scaled to unit L2 norm along its last axis (all-zero rows stay zero)."""
     array = np.asarray(array, dtype=dtype)
     return array / np.linalg.norm(array, axis=-1, keepdims=True).clip(min=1e-12)
+
+
+BLOCK_BYTES = 256 << 20  # a (rows, columns) float32 block of similarities stays within this
+
+
+def rows_per_block(n_columns: int, most: int) -> int:
+    """Rows of a block with ``n_columns`` float32 similarities each: ``most``, fewer beyond ``BLOCK_BYTES``."""
+    return max(1, min(most, BLOCK_BYTES // (4 * n_columns)))

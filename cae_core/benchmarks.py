@@ -3,25 +3,47 @@ run in the same process (POT's Sinkhorn for optimal transport, faiss for k-means
 
 Default size (issue 2): N = 10,000 images, banks of 146,347 nouns and 155,070 captions (WordNet and
 Flickr30k sizes), 1,000 selected texts of each kind, d = 512. ``--quick`` shrinks it ~10x.
+
+``bench --scale`` (issue 14): the whole ``cae`` run at growing N with ImageNet-1K's K and semantic
+space, each N in a fresh process so that its peak memory is its own; one row per N with the seconds
+and peak resident memory of every stage, and the fitted growth (log-log slope) of each.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
+import resource
+import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import ot
 import torch
 
+from .errors import CaeError
 from .inputs.synthetic import planted_bundle
 from .progress import timed
 from .method.alignment import EPSILON, SINKHORN_MAX_ITER, SINKHORN_TOL, ot_alignment
-from .method.clustering import spherical_kmeans
+from .method.clustering import n_restarts, spherical_kmeans
 from .method.methods import CaeConfig
 from .method.run import run_method
 from .method.semantic_space import TEXTS_PER_CENTRE
+
+# ImageNet-1K as CAE clusters it: its 50,000 validation images into K = 1,000, with TAC's 4,271
+# semantic-space centres (N/300 of the 1.28 M training images); full-size banks, d = 512
+SCALE_SIZES = (10_000, 50_000, 200_000)
+SCALE_CLUSTERS = 1_000
+SCALE_CENTRES = 4_271
+SCALE_NOUNS, SCALE_CAPTIONS, SCALE_DIM = 146_347, 155_070, 512
+# run_method's stage keys and the names its progress reports them by
+SCALE_STAGES = {"semantic_space": "semantic space", "noun_alignment": "noun alignment",
+                "caption_alignment": "caption alignment", "fusion": "fusion", "kmeans": "clustering"}
+GIB = 2 ** 30
 
 
 def pot_correspondence(image_embeddings: np.ndarray, text_embeddings: np.ndarray, epsilon: float,
@@ -132,3 +154,147 @@ def text_trim_benchmark(quick: bool = False) -> dict:
             "text_trim_prompts": len(tokens), "text_trim_batch_size": batch_size,
             "text_trim_full_s": round(timings["full"], 3), "text_trim_trimmed_s": round(timings["trimmed"], 3),
             "text_trim_mean_tokens": round(float(lengths.mean()), 1), "text_trim_device": clip.device.type}
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident memory now (Linux's /proc; None elsewhere)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _StageMeter:
+    """Samples resident memory every ``interval`` seconds on a thread and keeps the peak of each stage
+    (the stage that the last ``progress`` call started); ``cpu`` holds each stage's CPU seconds."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.stage, self.peaks = interval, "setup", {}
+        self.cpu: dict[str, float] = {}
+        self.cpu_start = 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self.done.wait(self.interval):
+            self.record()
+
+    def record(self) -> None:
+        rss = _resident_bytes()
+        if rss is not None:
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
+
+    def progress(self, stage: str, fraction: float, message: str) -> None:
+        if fraction == 0.0:
+            self.record()  # the previous stage's last state
+            self.stage, self.cpu_start = stage, time.process_time()
+        elif fraction == 1.0:  # the last report of a stage is its end
+            self.cpu[stage] = time.process_time() - self.cpu_start
+
+    def __enter__(self) -> "_StageMeter":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+        self.record()
+
+
+def scale_row(n_images: int, n_clusters: int, n_centres: int, n_nouns: int, n_captions: int, dim: int,
+              seed: int = 0) -> dict:
+    """One ``cae`` run on a planted bundle of ``n_images`` (d = ``dim``), in this process: seconds and
+    peak resident memory (GiB, sampled every 20 ms) of each stage, ``peak_gib`` the process's peak;
+    ``*_cpu_s`` the CPU time over all threads (with other work on the machine, wall time overstates cost)."""
+    with _StageMeter() as meter:
+        bundle, setup_seconds = timed(planted_bundle, n_images=n_images, n_classes=n_clusters, dim=dim,
+                                      n_nouns=n_nouns, n_captions=n_captions, seed=seed)
+        config = CaeConfig(n_centres=n_centres)
+        cpu_start = time.process_time()
+        result, total = timed(run_method, bundle, "cae", n_clusters, config=config, seed=seed,
+                              progress=meter.progress)
+        cpu_seconds = time.process_time() - cpu_start
+    space = result.semantic_space
+    # the peak of the whole process (ru_maxrss is in KiB on Linux, bytes on macOS)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    row = {"n_images": n_images, "n_clusters": n_clusters, "n_centres": n_centres, "dim": dim,
+           "noun_bank": n_nouns, "caption_bank": n_captions,
+           "selected_nouns": len(space.nouns), "selected_captions": len(space.captions),
+           "sinkhorn_iterations": [result.noun_alignment.n_iter, result.caption_alignment.n_iter],
+           "kmeans_restarts": [n_restarts(n_images, n_centres, dim, config.n_init),
+                               n_restarts(n_images, n_clusters, result.features.shape[1], config.n_init)],
+           "setup_s": round(setup_seconds, 2), "cae_total_s": round(total, 2),
+           "cae_cpu_s": round(cpu_seconds, 2),
+           "peak_gib": round(peak / GIB, 2), "acc": round(result.metrics["acc"], 4)}
+    for key, stage in SCALE_STAGES.items():
+        row[f"{key}_s"] = round(result.stage_seconds[key], 2)
+        row[f"{key}_cpu_s"] = round(meter.cpu[stage], 2)
+    for key, stage in (("setup", "setup"), *SCALE_STAGES.items()):
+        row[f"{key}_peak_gib"] = round(meter.peaks[stage] / GIB, 2) if stage in meter.peaks else None
+    return row
+
+
+def _scale_row_in_fresh_process(**params) -> dict:
+    """``scale_row(**params)`` in a new interpreter, so that its peak memory is that row's alone."""
+    code = ("import json, sys; from cae_core.benchmarks import scale_row; "
+            "print(json.dumps(scale_row(**json.loads(sys.argv[1]))))")
+    package_parent = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_parent, os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(params)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise CaeError(f"bench --scale at N = {params['n_images']} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def growth_exponents(rows: list[dict]) -> dict[str, float | None]:
+    """Per stage, the least-squares slope of log(seconds) and of log(peak memory) against log(N):
+    1 is linear growth in N. None with fewer than two sizes."""
+    keys = ["cae_total_s", "cae_cpu_s", "peak_gib", *(f"{key}_s" for key in SCALE_STAGES),
+            *(f"{key}_cpu_s" for key in SCALE_STAGES), *(f"{key}_peak_gib" for key in SCALE_STAGES)]
+    sizes = np.log([row["n_images"] for row in rows])
+    fitted = {}
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        usable = len(rows) >= 2 and all(value for value in values)
+        fitted[key] = round(float(np.polyfit(sizes, np.log(values), 1)[0]), 2) + 0.0 if usable else None  # no -0.0
+    return fitted
+
+
+def scale_benchmark(sizes: tuple[int, ...] | None = None, quick: bool = False, verbose: bool = True) -> dict:
+    """``bench --scale``: one row per N (``scale_row``, each in a fresh process) and the fitted growth.
+
+    ``sizes`` default ``SCALE_SIZES``; ``quick`` divides them, K, the centres and the banks by 10.
+    """
+    shrink = 10 if quick else 1
+    sizes = tuple(sizes or (n // shrink for n in SCALE_SIZES))
+    settings = {"n_clusters": SCALE_CLUSTERS // shrink, "n_centres": round(SCALE_CENTRES / shrink),
+                "n_nouns": SCALE_NOUNS // shrink, "n_captions": SCALE_CAPTIONS // shrink, "dim": SCALE_DIM}
+    if not sizes or min(sizes) < max(settings["n_clusters"], settings["n_centres"]):
+        raise CaeError(f"every size must be at least K = {settings['n_clusters']} and the "
+                       f"{settings['n_centres']} centres, got {', '.join(map(str, sizes))}")
+    rows = []
+    for n_images in sizes:
+        rows.append(_scale_row_in_fresh_process(n_images=n_images, **settings))
+        if verbose:
+            print(f"bench --scale: N={n_images}: {rows[-1]['cae_total_s']} s, peak {rows[-1]['peak_gib']} GiB",
+                  file=sys.stderr)
+    return {"machine": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "rows": rows,
+            "growth_exponent": growth_exponents(rows)}
+
+
+def scale_table(report: dict) -> str:
+    """The rows of ``scale_benchmark`` as a markdown table (wall and CPU seconds, peak GiB per stage),
+    then the growth."""
+    import pandas as pd
+
+    columns = {"n_images": "N", "semantic_space_s": "space s", "noun_alignment_s": "noun OT s",
+               "caption_alignment_s": "caption OT s", "fusion_s": "fusion s", "kmeans_s": "k-means s",
+               "cae_total_s": "total s", "semantic_space_cpu_s": "space CPU s", "noun_alignment_cpu_s": "noun OT CPU s",
+               "caption_alignment_cpu_s": "caption OT CPU s", "kmeans_cpu_s": "k-means CPU s",
+               "cae_cpu_s": "total CPU s", "semantic_space_peak_gib": "space GiB",
+               "noun_alignment_peak_gib": "noun OT GiB", "caption_alignment_peak_gib": "caption OT GiB",
+               "kmeans_peak_gib": "k-means GiB", "peak_gib": "peak GiB"}
+    table = pd.DataFrame(report["rows"])[list(columns)].rename(columns=columns).to_markdown(index=False)
+    growth = ", ".join(f"{key} {value}" for key, value in report["growth_exponent"].items() if value is not None)
+    return f"{table}\n\ngrowth exponents (log-log slope against N): {growth}"

@@ -66,7 +66,7 @@ def _sample(n: int, max_rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
 
 
-def silhouette_scores(features: np.ndarray, ks: np.ndarray, *, n_init: int = 10, seed: int = 0,
+def silhouette_scores(features: np.ndarray, ks: np.ndarray, *, n_init: int | str = "auto", seed: int = 0,
                       device: str = "auto") -> np.ndarray:
     """Mean cosine silhouette of spherical k-means into each K of ``ks``, on ``features`` (n, D)."""
     from sklearn.metrics import silhouette_score
@@ -126,7 +126,7 @@ def eigengap_scores(features: np.ndarray, ks: np.ndarray, neighbours: int = GRAP
 
 
 def estimate_n_clusters(features: np.ndarray, k_range: tuple[int, int] = DEFAULT_RANGE, *,
-                        criterion: str = "eigengap", n_init: int = 10, seed: int = 0, device: str = "auto",
+                        criterion: str = "eigengap", n_init: int | str = "auto", seed: int = 0, device: str = "auto",
                         max_rows: int = MAX_ROWS) -> ClusterCountEstimate:
     """Score every K in ``k_range`` (inclusive) on ``features`` (N, D) and pick the best.
 

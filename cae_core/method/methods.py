@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import CaeError
 from .alignment import EPSILON, RETRIEVAL_TAU, SINKHORN_MAX_ITER, SINKHORN_TOL, TOP_MATCHES
+from .clustering import n_restarts
 from .fusion import GAMMA, Combine, check_fusion_options
 from .semantic_space import TEXTS_PER_CENTRE, Bank
 
@@ -84,7 +85,7 @@ class CaeConfig:
     fusion: FusionChoice = "adaptive"
     combine: Combine = "concat"
     space: SpaceChoice = "tac"  # "hierarchy": MCA's hierarchy-aware filter on the nouns first (hierarchy.py)
-    n_init: int = 10
+    n_init: int | Literal["auto"] = "auto"  # k-means restarts: "auto" is 10, fewer at ImageNet size (clustering.py)
     kmeans_max_iter: int = 300
     top_matches: int = TOP_MATCHES
     device: str = "auto"
@@ -94,7 +95,8 @@ class CaeConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
                 raise CaeError(f"{name} must be a positive integer or None, got {value!r}")
-        for name in ("texts_per_centre", "sinkhorn_max_iter", "n_init", "kmeans_max_iter", "top_matches"):
+        n_restarts(1, 1, 1, self.n_init)  # validates n_init
+        for name in ("texts_per_centre", "sinkhorn_max_iter", "kmeans_max_iter", "top_matches"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise CaeError(f"{name} must be a positive integer, got {value!r}")

@@ -15,6 +15,7 @@ import torch
 
 from .clustering import spherical_kmeans
 from .hierarchy import HierarchyFilter
+from ..arrays import rows_per_block
 from ..device import as_tensor, resolve_device
 from ..errors import CaeError
 
@@ -101,14 +102,16 @@ def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.nda
                  keep: np.ndarray | None = None) -> TextSelection:
     """Each text goes to its most confident centre; each centre keeps its ``per_centre`` best.
 
-    ``centres`` (n, d) and ``text_embeddings`` (M, d) unit rows; the bank is processed in blocks
-    of ``block_rows`` texts so memory stays O(block_rows * n). ``keep`` (M,) bool: only these texts
-    may be selected (the others get centre -1).
+    ``centres`` (n, d) and ``text_embeddings`` (M, d) unit rows; the bank is streamed in blocks of
+    ``block_rows`` texts (fewer where n is large: ``rows_per_block``), so beyond the (M,) results
+    memory stays O(block * n) whatever M. ``keep`` (M,) bool: only these texts may be selected (the
+    others get centre -1).
     """
     if per_centre < 1:
         raise CaeError("texts per centre must be at least 1")
     dev = resolve_device(device)
     centre_tensor = as_tensor(centres, dev)
+    block_rows = rows_per_block(len(centres), block_rows)
     best_centre, confidence = [], []
     for start in range(0, len(text_embeddings), block_rows):
         block = as_tensor(text_embeddings[start:start + block_rows], dev)
@@ -120,13 +123,11 @@ def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.nda
     confidence = torch.cat(confidence).numpy()
     if keep is not None:
         best_centre[~keep] = -1
-    chosen = []
-    for centre in range(len(centres)):
-        members = np.flatnonzero(best_centre == centre)
-        # stable sort: ties keep bank order, so the selection is reproducible
-        order = members[np.argsort(-confidence[members], kind="stable")[:per_centre]]
-        chosen.append(order)
-    bank_index = np.concatenate(chosen).astype(np.int64)
+    # by centre, most confident first; lexsort is stable, so ties keep bank order (reproducible)
+    order = np.lexsort((-confidence, best_centre))
+    ranked_centre = best_centre[order]
+    rank = np.arange(len(order)) - np.searchsorted(ranked_centre, ranked_centre)
+    bank_index = order[(ranked_centre >= 0) & (rank < per_centre)].astype(np.int64)
     return TextSelection(bank_index=bank_index, centre=best_centre[bank_index],
                          score=confidence[bank_index], texts=np.asarray(texts)[bank_index],
                          embeddings=np.asarray(text_embeddings)[bank_index], bank_centre=best_centre,
@@ -135,7 +136,7 @@ def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.nda
 
 def build_semantic_space(image_embeddings: np.ndarray, n_centres: int,
                          banks: dict[Bank, tuple[np.ndarray, np.ndarray]], *,
-                         per_centre: int = TEXTS_PER_CENTRE, n_init: int = 10, seed: int = 0,
+                         per_centre: int = TEXTS_PER_CENTRE, n_init: int | str = "auto", seed: int = 0,
                          device: str | torch.device = "auto",
                          noun_hierarchy: HierarchyFilter | None = None, keep_all: tuple[Bank, ...] = ()) -> SemanticSpace:
     """k-means on ``image_embeddings`` (N, d) into ``n_centres``, then select texts from each bank.

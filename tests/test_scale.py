@@ -1,0 +1,56 @@
+"""``bench --scale`` (issue 14): one row per N with seconds and peak memory per stage, and the growth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import cae_core.method.alignment as alignment_module
+from cae_core.benchmarks import SCALE_STAGES, growth_exponents
+from cae_core.cli import main
+from cae_core.inputs.synthetic import planted_bundle
+from cae_core.method.alignment import ot_alignment
+
+
+def test_bench_scale_json_has_a_row_per_size_with_every_stage(capsys):
+    # one small size keeps the test short (each size is a fresh interpreter); growth is tested below
+    assert main(["bench", "--scale", "--quick", "--sizes", "450", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["n_images"] for row in report["rows"]] == [450]
+    for row in report["rows"]:
+        assert (row["n_clusters"], row["n_centres"], row["noun_bank"], row["caption_bank"]) == (100, 427, 14634, 15507)
+        for stage in SCALE_STAGES:
+            assert row[f"{stage}_s"] >= 0 and row[f"{stage}_cpu_s"] >= 0
+            assert row[f"{stage}_peak_gib"] > 0  # sampled resident memory (Linux)
+        assert row["peak_gib"] >= max(row[f"{stage}_peak_gib"] for stage in SCALE_STAGES) - 0.01
+        assert row["selected_nouns"] > 0 and len(row["sinkhorn_iterations"]) == 2 and row["cae_cpu_s"] > 0
+    assert set(report["growth_exponent"]) >= {"cae_total_s", "peak_gib", *(f"{s}_s" for s in SCALE_STAGES)}
+
+
+def test_bench_scale_refuses_sizes_below_k_and_sizes_without_scale(capsys):
+    assert main(["bench", "--scale", "--quick", "--sizes", "50", "--json"]) == 2
+    assert "at least K = 100" in capsys.readouterr().err
+    assert main(["bench", "--sizes", "5000"]) == 2
+
+
+def test_growth_exponent_is_the_log_log_slope():
+    rows = [{"n_images": n, "cae_total_s": 2e-3 * n, "peak_gib": 1.0,
+             **{f"{s}_s": 1e-6 * n ** 2 for s in SCALE_STAGES}, **{f"{s}_peak_gib": 1.0 for s in SCALE_STAGES}}
+            for n in (1000, 4000, 16000)]
+    fitted = growth_exponents(rows)
+    assert fitted["cae_total_s"] == pytest.approx(1.0) and fitted["kmeans_s"] == pytest.approx(2.0)
+    assert fitted["peak_gib"] == 0.0
+    assert growth_exponents(rows[:1])["cae_total_s"] is None
+
+
+def test_sinkhorns_single_pass_per_iteration_matches_between_whole_and_blocked_kernels(monkeypatch):
+    bundle = planted_bundle(n_images=700, n_classes=5, dim=32, n_nouns=300, n_captions=10, seed=2)
+    whole = ot_alignment(bundle.image_embeddings, bundle.noun_embeddings, device="cpu")
+    monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", 1024)
+    monkeypatch.setattr("cae_core.arrays.BLOCK_BYTES", 300 * 4 * 64)  # 64 rows per block
+    blocked = ot_alignment(bundle.image_embeddings, bundle.noun_embeddings, device="cpu")
+    assert blocked.n_iter == whole.n_iter
+    np.testing.assert_allclose(blocked.correspondence, whole.correspondence, atol=1e-5)
+    np.testing.assert_allclose(blocked.text_usage, whole.text_usage, atol=1e-6)
