@@ -96,9 +96,12 @@ def fuse(modalities: dict[str, np.ndarray], weighting: Weighting = "adaptive", *
         logits -= logits.max(axis=1, keepdims=True)
         weights = np.exp(logits)
         weights /= weights.sum(axis=1, keepdims=True)
+    # in place from here: (m, N, d) is the run's largest array (1.2 GB at N = 200,000), and each
+    # copy of it raised the peak (6.8 -> 4.5 GiB fusing 3 x 200,000 x 512, inputs included; same numbers)
     if centre:
-        stacked = unit_rows(stacked - stacked.mean(axis=1, keepdims=True))
-    weighted = stacked * weights.T[:, :, None]
-    features = unit_rows(weighted.sum(axis=0)) if combine == "sum" else np.concatenate(list(weighted), axis=1)
-    return Fusion(names, weights.astype(np.float32), features.astype(np.float32), cosine.astype(np.float32),
-                  offset.astype(np.float32), weighting, centre)
+        stacked -= stacked.mean(axis=1, keepdims=True)
+        stacked /= np.linalg.norm(stacked, axis=-1, keepdims=True).clip(min=1e-12)
+    stacked *= weights.T[:, :, None]
+    features = unit_rows(stacked.sum(axis=0)) if combine == "sum" else np.concatenate(list(stacked), axis=1)
+    return Fusion(names, weights.astype(np.float32), features.astype(np.float32, copy=False),
+                  cosine.astype(np.float32), offset.astype(np.float32), weighting, centre)
