@@ -17,3 +17,10 @@ BLOCK_BYTES = 256 << 20  # a (rows, columns) float32 block of similarities stays
 def rows_per_block(n_columns: int, most: int) -> int:
     """Rows of a block with ``n_columns`` float32 similarities each: ``most``, fewer beyond ``BLOCK_BYTES``."""
     return max(1, min(most, BLOCK_BYTES // (4 * n_columns)))
+
+
+def sample_rows(n: int, max_rows: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``max_rows`` of ``n`` rows, a seeded uniform sample (all rows when n <= max_rows)."""
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))

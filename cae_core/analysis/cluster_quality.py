@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..arrays import unit_rows
+from ..arrays import sample_rows, unit_rows
 from ..inputs.bundle import FeaturesBundle
 from ..method.cluster_count import MAX_ROWS, ClusterCountEstimate
 
@@ -35,8 +35,7 @@ def cluster_quality(features: np.ndarray, assignments: np.ndarray, *, seed: int 
     x = unit_rows(np.asarray(features), np.float64)
     assignments = np.asarray(assignments)
     clusters = np.unique(assignments)
-    sample = np.arange(len(x)) if len(x) <= max_rows else \
-        np.sort(np.random.default_rng(seed).choice(len(x), max_rows, replace=False))
+    sample = sample_rows(len(x), max_rows, seed)
     silhouette = np.full(len(x), np.nan)
     if len(np.unique(assignments[sample])) > 1:
         silhouette[sample] = silhouette_samples(x[sample], assignments[sample], metric="cosine")

@@ -22,20 +22,13 @@ import warnings
 import numpy as np
 
 from ..inputs.cache import cached_array
-from ..arrays import unit_rows
+from ..arrays import sample_rows, unit_rows
 from ..errors import CaeError
 
 PCA_DIMENSIONS = 50  # UMAP's usual pre-reduction: the neighbour search is the cost, and 50 dims keep it cheap
 N_EPOCHS = 200  # UMAP uses 200 above 10,000 points and 500 below; 200 gives the same picture here in half the time
 MIN_POINTS = 5
 PROJECTION_VERSION = 1  # bump when the recipe changes so cached maps are not reused
-
-
-def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of at most ``max_points`` of ``n`` rows (all of them when n <= max_points)."""
-    if n <= max_points:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
 def remove_modality_gap(*modalities: np.ndarray) -> list[np.ndarray]:
@@ -108,7 +101,7 @@ def project(*arrays: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, s
         raise CaeError(f"arrays drawn in one map must share their dimension, got {sorted(dims)}")
     if max_points < MIN_POINTS:
         raise CaeError(f"a map needs at least {MIN_POINTS} points, max_points is {max_points}")
-    index = subsample(len(arrays[0]), max_points, seed)
+    index = sample_rows(len(arrays[0]), max_points, seed)
     parts = [unit_rows(np.asarray(arrays[0])[index])] + [unit_rows(array) for array in arrays[1:] if len(array)]
     stacked = np.concatenate(parts)
     if len(stacked) < MIN_POINTS:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arrays import unit_rows
+from ..arrays import sample_rows, unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
 from ..progress import Progress
@@ -58,12 +58,6 @@ def check_range(k_range: tuple[int, int], n_rows: int) -> tuple[int, int]:
     if high >= n_rows:
         raise CaeError(f"cannot try {high} clusters on {n_rows} images; lower the top of the range")
     return low, high
-
-
-def _sample(n: int, max_rows: int, seed: int) -> np.ndarray:
-    if n <= max_rows:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
 
 
 def silhouette_scores(features: np.ndarray, ks: np.ndarray, *, n_init: int | str = "auto", seed: int = 0,
@@ -141,7 +135,7 @@ def estimate_n_clusters(features: np.ndarray, k_range: tuple[int, int] = DEFAULT
     low, high = check_range(k_range, len(features))
     if max_rows <= high:
         raise CaeError(f"max_rows ({max_rows}) must exceed the largest K tried ({high})")
-    rows = features[_sample(len(features), max_rows, seed)]
+    rows = features[sample_rows(len(features), max_rows, seed)]
     ks = np.arange(low, high + 1)
     if criterion == "silhouette":
         scores = silhouette_scores(rows, ks, n_init=n_init, seed=seed, device=device)
