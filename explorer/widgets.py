@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 DATASET_PAGE = "steps/1_Dataset.py"
 CORRESPONDENCES_PAGE = "steps/3_Correspondences.py"
+BROWSE_KEY, MAP_SELECTION = "correspondences-mode", "map selection"  # the Correspondences page's image filter
 SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one point would select it alone)
 MAIN_METHOD = "cae"
 THUMBNAIL_SIZE = 128

@@ -9,8 +9,8 @@ import streamlit as st
 
 from cae_core.analysis import images_matching_noun
 from explorer import views
-from explorer.widgets import escape_markdown, image_caption, image_grid, page_header, require_run, thumbnail, \
-    user_errors
+from explorer.widgets import BROWSE_KEY, MAP_SELECTION, escape_markdown, image_caption, image_grid, page_header, \
+    require_run, thumbnail, user_errors
 
 POSITION_KEY = "correspondences-position"
 
@@ -21,11 +21,11 @@ result = require_run(ws)
 bundle = ws.bundle
 
 # --- which images to browse -------------------------------------------------------------------------------
-MODES = ["all images", "by cluster", "by class", "by noun"] + (["map selection"] if ws.selection is not None else [])
-if st.session_state.get("correspondences-mode") not in MODES:  # a map selection that was cleared since
-    st.session_state["correspondences-mode"] = MODES[0]
-mode = st.radio("Browse", MODES, horizontal=True, key="correspondences-mode")
-if mode == "map selection":
+MODES = ["all images", "by cluster", "by class", "by noun"] + ([MAP_SELECTION] if ws.selection is not None else [])
+if st.session_state.get(BROWSE_KEY) not in MODES:  # a map selection that was cleared since
+    st.session_state[BROWSE_KEY] = MODES[0]
+mode = st.radio("Browse", MODES, horizontal=True, key=BROWSE_KEY)
+if mode == MAP_SELECTION:
     candidates = ws.selection
     st.caption(f"The {len(candidates):,} images selected in {escape_markdown(ws.selection_source)} on the Embedding "
                "map page.")

@@ -16,8 +16,8 @@ import streamlit as st
 from cae_core import Bank
 from cae_core.analysis import representations
 from explorer import views
-from explorer.widgets import CORRESPONDENCES_PAGE, SELECTION_MODE, image_grid_for, page_header, require_run, \
-    user_errors
+from explorer.widgets import BROWSE_KEY, CORRESPONDENCES_PAGE, MAP_SELECTION, SELECTION_MODE, image_grid_for, \
+    page_header, require_run, user_errors
 
 GALLERY_SIZE = 48
 DRAWN_POINTS = 5000  # drawn per map unless "all points": WebGL copes with more, the page's payload less well
@@ -205,7 +205,7 @@ else:
     actions[0].download_button("Download the selection (CSV)", table.to_csv(index=False).encode(),
                                file_name="selection.csv", mime="text/csv", key="selection-download")
     if actions[1].button("Browse them on Correspondences", key="selection-browse"):
-        st.session_state["correspondences-mode"] = "map selection"
+        st.session_state[BROWSE_KEY] = MAP_SELECTION
         st.switch_page(CORRESPONDENCES_PAGE)
     if actions[2].button("Clear the selection", key="selection-clear"):
         ws.select(None)
