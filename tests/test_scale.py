@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import cae_core.method.alignment as alignment_module
-from cae_core.benchmarks import SCALE_STAGES, growth_exponents
+from cae_core.benchmarks import SCALE_STAGES, growth_exponents, pot_correspondence
 from cae_core.cli import main
+from cae_core.arrays import unit_rows
 from cae_core.inputs.synthetic import planted_bundle
 from cae_core.method.alignment import ot_alignment
 
@@ -54,3 +56,36 @@ def test_sinkhorns_single_pass_per_iteration_matches_between_whole_and_blocked_k
     assert blocked.n_iter == whole.n_iter
     np.testing.assert_allclose(blocked.correspondence, whole.correspondence, atol=1e-5)
     np.testing.assert_allclose(blocked.text_usage, whole.text_usage, atol=1e-6)
+
+
+def _kernel_kind(monkeypatch, images: np.ndarray, texts: np.ndarray, budget: int) -> str:
+    """Which form ``_LogKernel`` keeps the kernel in under ``budget`` bytes."""
+    monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", budget)
+    kernel = alignment_module._LogKernel(torch.as_tensor(images), torch.as_tensor(texts), 0.05, 8192)
+    return "float32" if kernel.whole is not None else "float16" if kernel.compact is not None else "per block"
+
+
+def test_the_compact_kernel_is_used_only_where_float32_does_not_fit_and_matches_pot(monkeypatch):
+    bundle = planted_bundle(n_images=900, n_classes=6, dim=64, n_nouns=400, n_captions=10, seed=3)
+    images, texts = bundle.image_embeddings, bundle.noun_embeddings
+    size = len(images) * len(texts)
+    assert _kernel_kind(monkeypatch, images, texts, 4 * size) == "float32"
+    assert _kernel_kind(monkeypatch, images, texts, 4 * size - 1) == "float16"
+    assert _kernel_kind(monkeypatch, images, texts, 2 * size - 1) == "per block"
+    monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", 3 * size)
+    compact = ot_alignment(images, texts, device="cpu", block_rows=128)  # several blocks
+    reference = pot_correspondence(images, texts, 0.05, 1e-6, 2000)
+    assert np.abs(compact.correspondence - reference).max() <= 1e-3  # the issue's bound
+    assert compact.converged and compact.marginal_error < 1e-6
+
+
+def test_the_compact_kernel_is_not_used_where_the_kernel_spans_more_than_float16_holds(monkeypatch):
+    bundle = planted_bundle(n_images=300, n_classes=6, dim=64, n_nouns=100, n_captions=10, seed=4)
+    images, texts = (torch.as_tensor(unit_rows(array)) for array in (bundle.image_embeddings, bundle.noun_embeddings))
+    monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", 3 * len(images) * len(texts))
+    similarity = images @ texts.T
+    spread = float(similarity.max() - similarity.min())
+    for epsilon, kind in ((spread / (alignment_module.COMPACT_RANGE - 0.1), "float16"),
+                          (spread / (alignment_module.COMPACT_RANGE + 0.1), "per block")):
+        kernel = alignment_module._LogKernel(images, texts, epsilon, 64)
+        assert ("float16" if kernel.compact is not None else "per block") == kind
