@@ -47,7 +47,7 @@ _METHOD_OPTIONS = (("--epsilon", "epsilon", float), ("--gamma", "gamma", float),
 
 def _config(args: argparse.Namespace) -> CaeConfig:
     given = {field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field) is not None}
-    return CaeConfig(device=args.device, **given)
+    return CaeConfig(device=args.device, space_from=args.space_from, **given)
 
 
 def _cluster_count(text: str) -> int | str:
@@ -82,6 +82,9 @@ def _add_common_options(parser: argparse.ArgumentParser, auto: bool = False) -> 
         parser.add_argument("--clusters", required=True, type=int, help="number of clusters K")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--space-from", dest="space_from", default=None, metavar="BUNDLE",
+                        help="make the semantic space (its k-means and text selection) from this bundle's images, "
+                             "e.g. the training split's (same encoder and text banks); default: the clustered images")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -163,7 +166,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     grid = {field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field)}
     bundle = load_bundle(args.features)
     table = sweep(bundle, args.clusters, grid, methods=args.methods, seeds=args.seeds,
-                  base=CaeConfig(device=args.device), progress=_progress_printer(args.quiet))
+                  base=CaeConfig(device=args.device, space_from=args.space_from), progress=_progress_printer(args.quiet))
     for path in write_sweep(table, args.out):
         print(path)
     print(summary_markdown(table))

@@ -19,6 +19,32 @@ TEXT_OFFSET_SHARE = 0.55  # text-text cosine of two classes (real: ~0.6 overall)
 OFFSET_COSINE = 0.30  # cosine of the image and text offsets: image-text ~0.17 + class term (real: 0.17-0.21)
 
 
+def _basis(rng: np.random.Generator, n_classes: int, dim: int) -> np.ndarray:
+    """Near-orthogonal unit directions: the two offsets, then one per class (the first draws of ``rng``)."""
+    basis = rng.normal(size=(dim, n_classes + 2))
+    if dim >= n_classes + 2:
+        basis = np.linalg.qr(basis)[0]
+    return unit_rows(basis.T, np.float64)
+
+
+def planted_training_images(n_images: int, n_classes: int = 5, dim: int = 128, noise: float = 0.6, seed: int = 0,
+                            sample_seed: int = 1, chunk_rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """More images (float32 (n, dim), labels (n,)) of the classes of ``planted_bundle(..., seed=seed)``:
+    a training split for it, drawn with ``sample_seed`` ``chunk_rows`` at a time, so that 1.28 M x 512
+    takes its 2.6 GB and little more."""
+    basis = _basis(np.random.default_rng(seed), n_classes, dim)
+    rng = np.random.default_rng(sample_seed)
+    images = np.empty((n_images, dim), dtype=np.float32)
+    labels = np.arange(n_images) % n_classes
+    rest = 1 - IMAGE_OFFSET_SHARE
+    for start in range(0, n_images, chunk_rows):
+        classes = labels[start:start + chunk_rows]
+        images[start:start + len(classes)] = unit_rows(
+            np.sqrt(IMAGE_OFFSET_SHARE) * basis[0] + np.sqrt(rest * (1 - noise)) * basis[2:][classes]
+            + np.sqrt(rest * noise) * unit_rows(rng.normal(size=(len(classes), dim)), np.float64))
+    return images, labels
+
+
 def planted_bundle(n_images: int = 1000, n_classes: int = 5, dim: int = 128, n_nouns: int = 200,
                    n_captions: int = 300, noise: float = 0.6, text_noise: float = 0.45,
                    seed: int = 0) -> FeaturesBundle:
@@ -30,11 +56,7 @@ def planted_bundle(n_images: int = 1000, n_classes: int = 5, dim: int = 128, n_n
     ``"class 0"`` ... .
     """
     rng = np.random.default_rng(seed)
-    # near-orthogonal directions: the two offsets, then one per class
-    basis = rng.normal(size=(dim, n_classes + 2))
-    if dim >= n_classes + 2:
-        basis = np.linalg.qr(basis)[0]
-    basis = unit_rows(basis.T, np.float64)
+    basis = _basis(rng, n_classes, dim)
     image_offset = basis[0]
     text_offset = OFFSET_COSINE * basis[0] + np.sqrt(1 - OFFSET_COSINE ** 2) * basis[1]
     class_directions = basis[2:]

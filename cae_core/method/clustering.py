@@ -42,6 +42,10 @@ LABEL_TOL = 1e-4
 # has fewer than SEED_ROWS rows and so is seeded exactly as before.
 SEED_ROWS = 10_000
 SEED_ROWS_PER_CENTRE = 4
+# Above SEED_ROWS rows (no run on the real features: the largest has 5,681) Lloyd's assignments are
+# bfloat16 products, 2.5x faster than float32's on this CPU (AVX512-BF16) and on GPUs; bfloat16 moves a
+# cosine by ~1e-4, so only near-ties can change side. The returned labels, fit and objective come from
+# one last float32 assignment to the final centres. Measured against faiss-cpu (README, ``bench``).
 
 
 @dataclass
@@ -88,15 +92,25 @@ def _seeding_rows(n_rows: int, k: int, generator: torch.Generator) -> torch.Tens
 
 
 def _assign(x: torch.Tensor, centres: torch.Tensor, block_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,) index of each row's most similar centre and (N,) that cosine, ``block_rows`` rows at a time."""
+    """(N,) index of each row's most similar centre and (N,) that cosine, ``block_rows`` rows at a time,
+    in ``x``'s dtype."""
     labels, best = [], []
     block_rows = rows_per_block(centres.shape[0], block_rows)
+    centres = centres.to(x.dtype)
     for start in range(0, x.shape[0], block_rows):
         similarity = x[start:start + block_rows] @ centres.T
         value, index = similarity.max(dim=1)
         labels.append(index)
         best.append(value)
     return torch.cat(labels), torch.cat(best)
+
+
+def nearest_centres(x: np.ndarray, centres: np.ndarray, device: str | torch.device = "auto",
+                    block_rows: int = 65536) -> np.ndarray:
+    """(N,) index of the most similar of ``centres`` (k, d) unit rows for each row of ``x`` (N, d)."""
+    dev = resolve_device(device)
+    points = F.normalize(as_tensor(x, dev), dim=1)
+    return _assign(points, as_tensor(centres, dev), block_rows)[0].cpu().numpy().astype(np.int64)
 
 
 def spherical_kmeans(x: np.ndarray, n_clusters: int, *, n_init: int | Literal["auto"] = "auto", max_iter: int = 300,
@@ -120,13 +134,14 @@ def spherical_kmeans(x: np.ndarray, n_clusters: int, *, n_init: int | Literal["a
     n_rows = points.shape[0]
     settled = int(LABEL_TOL * n_rows)  # rows that may still move when Lloyd stops
     generator = torch.Generator().manual_seed(seed)
+    lloyd_points = points.to(torch.bfloat16) if n_rows > SEED_ROWS else points
     best: KMeansResult | None = None
     for _ in range(n_restarts(n_rows, n_clusters, points.shape[1], n_init)):
         sample = _seeding_rows(n_rows, n_clusters, generator)
         centres = _kmeans_plus_plus(points if sample is None else points[sample.to(dev)], n_clusters, generator)
         labels = None
         for iteration in range(1, max_iter + 1):
-            new_labels, fit = _assign(points, centres, block_rows)
+            new_labels, fit = _assign(lloyd_points, centres, block_rows)
             changed = n_rows if labels is None else int((new_labels != labels).sum())
             labels = new_labels
             if changed <= settled:
@@ -138,7 +153,7 @@ def spherical_kmeans(x: np.ndarray, n_clusters: int, *, n_init: int | Literal["a
                 worst = torch.argsort(fit)[: int(empty.sum())]
                 sums[empty] = points[worst]
             centres = F.normalize(sums, dim=1)
-        else:  # stopped at max_iter: the labels of the last centres
+        if lloyd_points is not points or iteration == max_iter:  # the float32 labels of the last centres
             labels, fit = _assign(points, centres, block_rows)
         objective = float(fit.mean())
         if best is None or objective > best.objective + 1e-9:

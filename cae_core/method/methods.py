@@ -89,6 +89,7 @@ class CaeConfig:
     kmeans_max_iter: int = 300
     top_matches: int = TOP_MATCHES
     device: str = "auto"
+    space_from: str | None = None  # a features bundle whose images make the semantic space (e.g. the training split)
 
     def __post_init__(self) -> None:
         for name in ("n_centres", "train_size"):
@@ -108,3 +109,5 @@ class CaeConfig:
         if self.fusion not in FUSION_CHOICES:
             raise CaeError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_CHOICES)}")
         check_fusion_options(self.combine, self.gamma)
+        if self.space_from is not None and not (isinstance(self.space_from, str) and self.space_from):
+            raise CaeError(f"space_from must be the path of a features bundle, got {self.space_from!r}")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
 import numpy as np
 
 from ..errors import CaeError
-from ..inputs.bundle import FeaturesBundle
+from ..inputs.bundle import FeaturesBundle, load_bundle
 from ..progress import Progress, no_progress
 from .alignment import Alignment, ot_alignment, softmax_alignment
 from .clustering import spherical_kmeans
@@ -85,19 +87,45 @@ def bank_arrays(bundle: FeaturesBundle, bank: Bank) -> tuple[np.ndarray, np.ndar
     return bundle.caption_embeddings, bundle.captions
 
 
+@lru_cache(maxsize=1)  # a sweep's grid points share one load of a (possibly 1.28 M-image) bundle
+def _load_space_bundle(path: str, modified: float) -> FeaturesBundle:
+    return load_bundle(path)
+
+
+def space_images_for(bundle: FeaturesBundle, config: CaeConfig) -> np.ndarray:
+    """The images the semantic space is made from: those of ``config.space_from`` (checked to share
+    ``bundle``'s d and text banks), else ``bundle``'s own."""
+    if config.space_from is None:
+        return bundle.image_embeddings
+    path = Path(config.space_from)
+    if not path.is_file():
+        raise CaeError(f"--space-from bundle not found: {path}")
+    space = _load_space_bundle(str(path.resolve()), path.stat().st_mtime)
+    if space.image_embeddings.shape[1] != bundle.image_embeddings.shape[1]:
+        raise CaeError(f"--space-from {path} has d = {space.image_embeddings.shape[1]}, the clustered bundle "
+                       f"d = {bundle.image_embeddings.shape[1]}: encode both with the same model")
+    for bank in Bank:
+        (space_embeddings, space_texts), (embeddings, texts) = bank_arrays(space, bank), bank_arrays(bundle, bank)
+        if not (np.array_equal(space_texts, texts) and np.array_equal(space_embeddings, embeddings)):
+            raise CaeError(f"--space-from {path} has other {bank.value} than the clustered bundle: "
+                           "both must carry the same text banks")
+    return space.image_embeddings
+
+
 def semantic_space_for(bundle: FeaturesBundle, banks: tuple[Bank, ...], n_centres: int, config: CaeConfig,
                        seed: int) -> SemanticSpace:
     """The semantic space a run with ``config`` builds (the explorer rebuilds it for other settings)."""
-    if n_centres > bundle.n_images:
-        raise CaeError(f"cannot make {n_centres} semantic-space centres from {bundle.n_images} images")
+    source = space_images_for(bundle, config)
+    if n_centres > len(source):
+        raise CaeError(f"cannot make {n_centres} semantic-space centres from {len(source)} images")
     hierarchy = None
     if config.space == "hierarchy" and Bank.NOUNS in banks:
-        hierarchy = hierarchy_filter(bundle.image_embeddings, bundle.noun_embeddings, bundle.noun_synsets,
-                                     config.device)
+        hierarchy = hierarchy_filter(source, bundle.noun_embeddings, bundle.noun_synsets, config.device)
     return build_semantic_space(bundle.image_embeddings, n_centres, {bank: bank_arrays(bundle, bank) for bank in banks},
                                 per_centre=config.texts_per_centre, n_init=config.n_init, seed=seed,
                                 device=config.device, noun_hierarchy=hierarchy,
-                                keep_all=(Bank.CAPTIONS,) if bundle.per_image_captions else ())
+                                keep_all=(Bank.CAPTIONS,) if bundle.per_image_captions else (),
+                                space_images=None if config.space_from is None else source)
 
 
 def align_bank(image_embeddings: np.ndarray, text_embeddings: np.ndarray, kind: AlignmentKind, config: CaeConfig,
@@ -209,7 +237,8 @@ def _represent(bundle: FeaturesBundle, spec: MethodSpec, n_centres: int, config:
 
 def _run(bundle: FeaturesBundle, spec: MethodSpec, n_clusters: int, config: CaeConfig, seed: int,
          stages: _Stages) -> ClusteringResult:
-    n_centres = config.n_centres or default_n_centres(bundle.n_images, n_clusters, config.train_size)
+    n_centres = config.n_centres or default_n_centres(len(space_images_for(bundle, config)), n_clusters,
+                                                      config.train_size)
     made = _represent(bundle, spec, n_centres, config, seed, stages)
     seconds = made.stage_seconds
     kmeans, seconds["kmeans"] = stages.timed("clustering", lambda: spherical_kmeans(

@@ -13,7 +13,7 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from .clustering import spherical_kmeans
+from .clustering import nearest_centres, spherical_kmeans
 from .hierarchy import HierarchyFilter
 from ..arrays import rows_per_block
 from ..device import as_tensor, resolve_device
@@ -138,18 +138,25 @@ def build_semantic_space(image_embeddings: np.ndarray, n_centres: int,
                          banks: dict[Bank, tuple[np.ndarray, np.ndarray]], *,
                          per_centre: int = TEXTS_PER_CENTRE, n_init: int | str = "auto", seed: int = 0,
                          device: str | torch.device = "auto",
-                         noun_hierarchy: HierarchyFilter | None = None, keep_all: tuple[Bank, ...] = ()) -> SemanticSpace:
+                         noun_hierarchy: HierarchyFilter | None = None, keep_all: tuple[Bank, ...] = (),
+                         space_images: np.ndarray | None = None) -> SemanticSpace:
     """k-means on ``image_embeddings`` (N, d) into ``n_centres``, then select texts from each bank.
+
+    ``space_images`` (T, d): make the centres from these instead (TAC's setting: the training split),
+    and give each of the N images its nearest centre.
 
     ``banks`` maps a bank to its (embeddings (M, d), texts (M,)); ``noun_hierarchy`` (MCA's filter)
     limits the nouns that may be selected; the banks in ``keep_all`` are kept whole (SAC's per-image
     captions are each image's own text, relevant by construction). Restarts matter here: two classes
     merged under one centre leave a class without texts.
     """
-    kmeans = spherical_kmeans(image_embeddings, n_centres, n_init=n_init, seed=seed, device=device)
+    source = image_embeddings if space_images is None else space_images
+    kmeans = spherical_kmeans(source, n_centres, n_init=n_init, seed=seed, device=device)
+    centre_of_image = kmeans.labels if space_images is None else nearest_centres(image_embeddings, kmeans.centres,
+                                                                                   device)
     masks = {Bank.NOUNS: noun_hierarchy.keep} if noun_hierarchy is not None else {}
     selections = {Bank(bank): select_texts(kmeans.centres, embeddings, texts,
                                            len(texts) if bank in keep_all else per_centre, device=device,
                                            keep=masks.get(Bank(bank)))
                   for bank, (embeddings, texts) in banks.items()}
-    return SemanticSpace(kmeans.centres, kmeans.labels, selections, noun_hierarchy)
+    return SemanticSpace(kmeans.centres, centre_of_image, selections, noun_hierarchy)
