@@ -26,17 +26,18 @@ import ot
 import torch
 
 from .errors import CaeError
-from .inputs.synthetic import planted_bundle
+from .inputs.synthetic import planted_bundle, planted_training_images
 from .progress import timed
 from .method.alignment import EPSILON, SINKHORN_MAX_ITER, SINKHORN_TOL, ot_alignment
 from .method.clustering import n_restarts, spherical_kmeans
 from .method.methods import CaeConfig
 from .method.run import run_method
-from .method.semantic_space import TEXTS_PER_CENTRE
+from .method.semantic_space import TEXTS_PER_CENTRE, Bank, build_semantic_space
 
 # ImageNet-1K as CAE clusters it: its 50,000 validation images into K = 1,000, with TAC's 4,271
 # semantic-space centres (N/300 of the 1.28 M training images); full-size banks, d = 512
 SCALE_SIZES = (10_000, 50_000, 200_000)
+SPACE_TRAIN_SIZE = 1_281_167  # ImageNet-1K's training split: the semantic space's images in TAC's setting
 SCALE_CLUSTERS = 1_000
 SCALE_CENTRES = 4_271
 SCALE_NOUNS, SCALE_CAPTIONS, SCALE_DIM = 146_347, 155_070, 512
@@ -59,16 +60,44 @@ def pot_correspondence(image_embeddings: np.ndarray, text_embeddings: np.ndarray
     return mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
 
 
-def _faiss_kmeans_seconds(features: np.ndarray, n_clusters: int, n_init: int) -> float | None:
+def _mean_cosine_to_nearest(x: np.ndarray, centres: np.ndarray) -> float:
+    """k-means' objective: the mean cosine of the rows of ``x`` to their most similar centre."""
+    from .arrays import unit_rows
+    from .method.clustering import nearest_centres
+
+    points, unit_centres = unit_rows(x), unit_rows(centres)
+    return float(np.mean(np.sum(points * unit_centres[nearest_centres(points, unit_centres, "cpu")], axis=1)))
+
+
+def kmeans_against_faiss(n_images: int, n_clusters: int, dim: int = 512, seed: int = 0) -> dict:
+    """One restart of our k-means and of faiss-cpu's (``spherical=True``, trained on every row, as many
+    iterations as ours took) on the same planted rows in this process: CPU seconds, objectives, and
+    ``kmeans_speed_vs_faiss`` (faiss's CPU seconds / ours; > 1: ours is faster). The faiss figures are
+    None where faiss is not installed."""
+    x = planted_bundle(n_images=n_images, n_classes=n_clusters, dim=dim, n_nouns=1, n_captions=1,
+                       seed=seed).image_embeddings
+    start = time.process_time()
+    ours = spherical_kmeans(x, n_clusters, n_init=1, seed=seed)
+    record = {"kmeans_n": n_images, "kmeans_k": n_clusters, "kmeans_dim": dim, "kmeans_iterations": ours.n_iter,
+              "kmeans_ours_cpu_s": round(time.process_time() - start, 2),
+              "kmeans_ours_objective": round(ours.objective, 5),
+              "kmeans_faiss_cpu_s": None, "kmeans_faiss_objective": None, "kmeans_speed_vs_faiss": None,
+              "kmeans_objective_minus_faiss": None}
     try:
         import faiss
     except ImportError:
-        return None
-    # faiss subsamples 256 points per centroid by default; train on all of them, as the torch k-means does
-    kmeans = faiss.Kmeans(features.shape[1], n_clusters, niter=300, nredo=n_init, spherical=True, seed=0,
-                          max_points_per_centroid=len(features))
-    _, seconds = timed(kmeans.train, np.ascontiguousarray(features, dtype=np.float32))
-    return seconds
+        return record
+    # faiss subsamples 256 points per centroid by default; train on all of them, as ours does
+    kmeans = faiss.Kmeans(dim, n_clusters, niter=ours.n_iter, nredo=1, spherical=True, seed=seed,
+                          max_points_per_centroid=n_images)
+    start = time.process_time()
+    kmeans.train(np.ascontiguousarray(x, dtype=np.float32))
+    faiss_seconds = time.process_time() - start
+    faiss_objective = _mean_cosine_to_nearest(x, kmeans.centroids)
+    record.update(kmeans_faiss_cpu_s=round(faiss_seconds, 2), kmeans_faiss_objective=round(faiss_objective, 5),
+                  kmeans_speed_vs_faiss=round(faiss_seconds / max(record["kmeans_ours_cpu_s"], 1e-9), 2),
+                  kmeans_objective_minus_faiss=round(ours.objective - faiss_objective, 5))
+    return record
 
 
 def run_benchmarks(quick: bool = False, verbose: bool = True) -> dict:
@@ -92,8 +121,9 @@ def run_benchmarks(quick: bool = False, verbose: bool = True) -> dict:
                                     SINKHORN_TOL, SINKHORN_MAX_ITER)
     log(f"POT sinkhorn_log (numpy, float64): {pot_seconds:.2f}s")
 
-    _, torch_kmeans_seconds = timed(spherical_kmeans, result.features, n_clusters, n_init=10, seed=0)
-    faiss_kmeans_seconds = _faiss_kmeans_seconds(result.features, n_clusters, 10)
+    # the issue-21 comparison: ImageNet-1K's N and K (a tenth of each with --quick)
+    kmeans = kmeans_against_faiss(50_000 // scale, 1_000 // scale)
+    log(f"k-means vs faiss: {kmeans}")
     record = {
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -109,8 +139,7 @@ def run_benchmarks(quick: bool = False, verbose: bool = True) -> dict:
         "ot_s": round(ours_seconds, 3), "pot_ot_s": round(pot_seconds, 3),
         "ot_speedup_vs_pot": round(pot_seconds / ours_seconds, 2),
         "ot_max_abs_diff_vs_pot": float(np.abs(ours.correspondence - reference).max()),
-        "kmeans_torch_s": round(torch_kmeans_seconds, 3),
-        "kmeans_faiss_s": None if faiss_kmeans_seconds is None else round(faiss_kmeans_seconds, 3),
+        **kmeans,
         "acc_on_planted": round(result.metrics["acc"], 4),
     }
     record.update(text_trim_benchmark(quick=quick))
@@ -234,15 +263,39 @@ def scale_row(n_images: int, n_clusters: int, n_centres: int, n_nouns: int, n_ca
     return row
 
 
-def _scale_row_in_fresh_process(**params) -> dict:
-    """``scale_row(**params)`` in a new interpreter, so that its peak memory is that row's alone."""
-    code = ("import json, sys; from cae_core.benchmarks import scale_row; "
-            "print(json.dumps(scale_row(**json.loads(sys.argv[1]))))")
+def space_row(n_train: int, n_images: int, n_classes: int, n_centres: int, n_nouns: int, n_captions: int,
+              dim: int, seed: int = 0) -> dict:
+    """The semantic space of a planted ``n_images`` bundle made from a planted training split of
+    ``n_train`` images (``--space-from``'s path), in this process: seconds, CPU seconds and peak GiB."""
+    with _StageMeter() as meter:
+        bundle = planted_bundle(n_images=n_images, n_classes=n_classes, dim=dim, n_nouns=n_nouns,
+                                n_captions=n_captions, seed=seed)
+        train, _ = planted_training_images(n_train, n_classes, dim, seed=seed)
+        banks = {Bank.NOUNS: (bundle.noun_embeddings, bundle.nouns),
+                 Bank.CAPTIONS: (bundle.caption_embeddings, bundle.captions)}
+        meter.progress("space", 0.0, "")
+        cpu_start = time.process_time()
+        space, seconds = timed(build_semantic_space, bundle.image_embeddings, n_centres, banks, seed=seed,
+                               space_images=train)
+        cpu_seconds = time.process_time() - cpu_start
+        meter.progress("space", 1.0, "")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return {"space_train_images": n_train, "space_images": n_images, "space_centres": n_centres,
+            "space_s": round(seconds, 2), "space_cpu_s": round(cpu_seconds, 2),
+            "space_selected_nouns": len(space.nouns), "space_selected_captions": len(space.captions),
+            "space_peak_gib": round(peak / GIB, 2),
+            "space_inputs_gib": round(meter.peaks.get("setup", 0) / GIB, 2)}
+
+
+def _in_fresh_process(function: str, **params) -> dict:
+    """``benchmarks.<function>(**params)`` in a new interpreter, so that its peak memory is its own."""
+    code = (f"import json, sys; from cae_core.benchmarks import {function}; "
+            f"print(json.dumps({function}(**json.loads(sys.argv[1]))))")
     package_parent = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_parent, os.environ.get("PYTHONPATH"))))}
     done = subprocess.run([sys.executable, "-c", code, json.dumps(params)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise CaeError(f"bench --scale at N = {params['n_images']} failed: {done.stderr.strip()[-2000:]}")
+        raise CaeError(f"bench --scale ({function} {params}) failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -260,10 +313,14 @@ def growth_exponents(rows: list[dict]) -> dict[str, float | None]:
     return fitted
 
 
-def scale_benchmark(sizes: tuple[int, ...] | None = None, quick: bool = False, verbose: bool = True) -> dict:
-    """``bench --scale``: one row per N (``scale_row``, each in a fresh process) and the fitted growth.
+def scale_benchmark(sizes: tuple[int, ...] | None = None, quick: bool = False, verbose: bool = True,
+                    space_train_size: int | None = None) -> dict:
+    """``bench --scale``: one row per N (``scale_row``, each in a fresh process), the fitted growth, and
+    the semantic space made from a training split of ``space_train_size`` images (``space_row``; default
+    ImageNet-1K's 1.28 M, 0 for none) for the ImageNet-size validation set.
 
-    ``sizes`` default ``SCALE_SIZES``; ``quick`` divides them, K, the centres and the banks by 10.
+    ``sizes`` default ``SCALE_SIZES``; ``quick`` divides them, K, the centres, the banks and the training
+    split by 10.
     """
     shrink = 10 if quick else 1
     sizes = tuple(sizes or (n // shrink for n in SCALE_SIZES))
@@ -274,13 +331,23 @@ def scale_benchmark(sizes: tuple[int, ...] | None = None, quick: bool = False, v
                        f"{settings['n_centres']} centres, got {', '.join(map(str, sizes))}")
     rows = []
     for n_images in sizes:
-        rows.append(_scale_row_in_fresh_process(n_images=n_images, **settings))
+        rows.append(_in_fresh_process("scale_row", n_images=n_images, **settings))
         if verbose:
             print(f"bench --scale: N={n_images}: {rows[-1]['cae_total_s']} s, peak {rows[-1]['peak_gib']} GiB",
                   file=sys.stderr)
+    space_train_size = SPACE_TRAIN_SIZE // shrink if space_train_size is None else space_train_size
+    space = None
+    if space_train_size:
+        space = _in_fresh_process("space_row", n_train=space_train_size, n_images=50_000 // shrink,
+                                  n_classes=settings["n_clusters"], n_centres=settings["n_centres"],
+                                  n_nouns=settings["n_nouns"], n_captions=settings["n_captions"], dim=SCALE_DIM)
+        if verbose:
+            print(f"bench --scale: space from {space_train_size} images: {space['space_s']} s, "
+                  f"peak {space['space_peak_gib']} GiB", file=sys.stderr)
     return {"machine": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu", "rows": rows,
-            "growth_exponent": growth_exponents(rows)}
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "rows": rows,
+            "growth_exponent": growth_exponents(rows), "space": space}
 
 
 def scale_table(report: dict) -> str:
@@ -297,4 +364,10 @@ def scale_table(report: dict) -> str:
                "kmeans_peak_gib": "k-means GiB", "peak_gib": "peak GiB"}
     table = pd.DataFrame(report["rows"])[list(columns)].rename(columns=columns).to_markdown(index=False)
     growth = ", ".join(f"{key} {value}" for key, value in report["growth_exponent"].items() if value is not None)
-    return f"{table}\n\ngrowth exponents (log-log slope against N): {growth}"
+    text = f"{table}\n\ngrowth exponents (log-log slope against N): {growth}"
+    space = report.get("space")
+    if space:
+        text += (f"\n\nsemantic space from {space['space_train_images']:,} training images "
+                 f"({space['space_centres']:,} centres, {space['space_images']:,} images clustered): "
+                 f"{space['space_s']} s, {space['space_cpu_s']} CPU s, peak {space['space_peak_gib']} GiB")
+    return text

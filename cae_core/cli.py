@@ -203,10 +203,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from .benchmarks import run_benchmarks, scale_benchmark, scale_table
 
-    if args.sizes and not args.scale:
-        raise CaeError("--sizes is an option of bench --scale")
+    if (args.sizes or args.space_size is not None) and not args.scale:
+        raise CaeError("--sizes and --space-size are options of bench --scale")
+    if args.space_size is not None and args.space_size < 0:
+        raise CaeError(f"--space-size must be 0 (none) or a number of training images, got {args.space_size}")
     if args.scale:
-        report = scale_benchmark(args.sizes, quick=args.quick, verbose=not args.json)
+        report = scale_benchmark(args.sizes, quick=args.quick, verbose=not args.json, space_train_size=args.space_size)
         print(json.dumps(report) if args.json else scale_table(report))
         return 0
     print(json.dumps(run_benchmarks(quick=args.quick, verbose=not args.json)))
@@ -422,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the whole cae run at N = 10k, 50k, 200k (K = 1,000, 4,271 centres, full banks), "
                             "each N in a fresh process: seconds and peak memory per stage, and their growth")
     bench.add_argument("--sizes", type=_list_of(int), default=None, help="with --scale: comma-separated N to run")
+    bench.add_argument("--space-size", type=int, default=None,
+                       help="with --scale: training images the semantic space is made from (--space-from's path) "
+                            "for 50,000 clustered images; default ImageNet-1K's 1,281,167 (--quick: a tenth), 0: none")
     bench.set_defaults(handler=run_bench)
 
     _add_encode_parser(commands)

@@ -18,7 +18,7 @@ from cae_core.method.alignment import ot_alignment
 
 def test_bench_scale_json_has_a_row_per_size_with_every_stage(capsys):
     # one small size keeps the test short (each size is a fresh interpreter); growth is tested below
-    assert main(["bench", "--scale", "--quick", "--sizes", "450", "--json"]) == 0
+    assert main(["bench", "--scale", "--quick", "--sizes", "450", "--space-size", "3000", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [row["n_images"] for row in report["rows"]] == [450]
     for row in report["rows"]:
@@ -29,12 +29,16 @@ def test_bench_scale_json_has_a_row_per_size_with_every_stage(capsys):
         assert row["peak_gib"] >= max(row[f"{stage}_peak_gib"] for stage in SCALE_STAGES) - 0.01
         assert row["selected_nouns"] > 0 and len(row["sinkhorn_iterations"]) == 2 and row["cae_cpu_s"] > 0
     assert set(report["growth_exponent"]) >= {"cae_total_s", "peak_gib", *(f"{s}_s" for s in SCALE_STAGES)}
+    space = report["space"]  # the semantic space made from a 3,000-image training split
+    assert (space["space_train_images"], space["space_images"], space["space_centres"]) == (3000, 5000, 427)
+    assert space["space_s"] > 0 and space["space_peak_gib"] > 0 and space["space_selected_nouns"] > 0
 
 
 def test_bench_scale_refuses_sizes_below_k_and_sizes_without_scale(capsys):
     assert main(["bench", "--scale", "--quick", "--sizes", "50", "--json"]) == 2
     assert "at least K = 100" in capsys.readouterr().err
     assert main(["bench", "--sizes", "5000"]) == 2
+    assert main(["bench", "--space-size", "5000"]) == 2
 
 
 def test_growth_exponent_is_the_log_log_slope():
