@@ -115,3 +115,35 @@ def test_seeding_from_a_sample_of_the_rows_is_reproducible_and_still_recovers_cl
     rows = clustering._seeding_rows(1200, 8, generator)
     assert len(rows) == 100 and len(set(rows.tolist())) == 100
     assert clustering._seeding_rows(100, 8, generator) is None
+
+
+def test_above_seed_rows_lloyd_runs_in_bfloat16_and_returns_float32_nearest_centres(monkeypatch):
+    planted = planted_bundle(n_images=3000, n_classes=30, dim=64, n_nouns=10, n_captions=10, seed=4)
+    exact = spherical_kmeans(planted.image_embeddings, 30, n_init=1, seed=0)
+    assigned_dtypes = []
+    original = clustering._assign
+    monkeypatch.setattr(clustering, "_assign", lambda x, *rest: assigned_dtypes.append(x.dtype) or original(x, *rest))
+    monkeypatch.setattr(clustering, "SEED_ROWS", 2999)
+    monkeypatch.setattr(clustering, "_seeding_rows", lambda *args: None)  # the same seeds: k-means++ on every row
+    low = spherical_kmeans(planted.image_embeddings, 30, n_init=1, seed=0)
+    assert torch.bfloat16 in assigned_dtypes and assigned_dtypes[-1] == torch.float32
+    similarity = unit_rows(planted.image_embeddings) @ low.centres.T
+    np.testing.assert_array_equal(low.labels, similarity.argmax(axis=1))
+    assert low.objective == pytest.approx(similarity.max(axis=1).mean(), abs=1e-6)
+    assert adjusted_rand_score(planted.labels, low.labels) > 0.9 and low.n_iter < exact.n_iter + 10
+    monkeypatch.setattr(clustering, "OBJECTIVE_TOL", 1.0)  # any gain is too small: stop after the second assignment
+    assert spherical_kmeans(planted.image_embeddings, 30, n_init=1, seed=0).n_iter == 2
+
+
+def test_bench_compares_with_faiss_when_installed_and_says_none_without_it(monkeypatch):
+    import sys
+
+    from cae_core.benchmarks import kmeans_against_faiss
+
+    pytest.importorskip("faiss")  # requirements-test.txt installs it
+    with_faiss = kmeans_against_faiss(600, 6, dim=32)
+    assert with_faiss["kmeans_faiss_cpu_s"] > 0 and with_faiss["kmeans_speed_vs_faiss"] > 0
+    assert abs(with_faiss["kmeans_objective_minus_faiss"]) < 0.05
+    monkeypatch.setitem(sys.modules, "faiss", None)  # hidden: import faiss raises ImportError
+    without = kmeans_against_faiss(600, 6, dim=32)
+    assert without["kmeans_faiss_cpu_s"] is None and without["kmeans_ours_objective"] == with_faiss["kmeans_ours_objective"]
