@@ -28,7 +28,7 @@ from ..inputs.bundle import FeaturesBundle
 from ..progress import Progress
 from .clustering import spherical_kmeans
 from .methods import CaeConfig
-from .run import represent
+from .run import represent, space_images_for
 from .semantic_space import default_n_centres
 
 CLUSTER_COUNT_CRITERIA = ("eigengap", "silhouette")
@@ -158,7 +158,8 @@ def choose_n_clusters(bundle: FeaturesBundle, method: str = "cae", k_range: tupl
     """
     config = config or CaeConfig()
     _, high = check_range(k_range, bundle.n_images)
-    n_centres = config.n_centres or default_n_centres(bundle.n_images, high, config.train_size)
+    n_centres = config.n_centres or default_n_centres(len(space_images_for(bundle, config)), high,
+                                                      config.train_size)
     made = represent(bundle, method, n_centres, config=config, seed=seed, progress=progress)
     estimate = estimate_n_clusters(made.features, k_range, criterion=criterion, n_init=config.n_init, seed=seed,
                                    device=config.device)
