@@ -51,10 +51,11 @@ def _physical_memory() -> int:
 # exponentials (``_CompactKernel``) and Sinkhorn runs as two matrix-vector products per block: linear in
 # N * S per iteration, no product or exp repeated. Beyond that (or where float16's range would not hold
 # the kernel), it is recomputed per row block each iteration, so memory stays O(N * d + S * d).
-# Measured here per 4,096 x 14,000 block and iteration (CPU seconds; README "Cost at scale"): float32
-# kept whole 0.34 (two log-sum-exp passes), float16 kept whole 0.05, recomputed 1.1 (its product alone
-# 0.74); a float16 copy on disk (np.memmap) reads at page-cache speed only while it fits in memory, where
-# the in-memory copy is simpler, and beyond it at the disk's rate (~1 GB/s here: 0.1 s per block).
+# Measured here per 4,096 x 14,000 block and iteration (CPU seconds, loaded machine; README "Cost at
+# scale"): float32 kept whole 0.37 (two log-sum-exp passes), float16 kept whole 0.055, recomputed 1.1
+# (its product alone 0.73). A float16 copy on disk (np.memmap) was not adopted: it reads at page-cache
+# speed only while it fits in memory, where the in-memory copy is simpler, and beyond that at the disk's
+# rate (0.77 GB/s here: 0.15 s per block, three times the in-memory iteration).
 MEMORY_BUDGET_BYTES = max(1 << 30, _physical_memory() // 4)
 
 
