@@ -142,8 +142,8 @@ def test_bench_compares_with_faiss_when_installed_and_says_none_without_it(monke
 
     pytest.importorskip("faiss")  # requirements-test.txt installs it
     with_faiss = kmeans_against_faiss(600, 6, dim=32)
-    assert with_faiss["kmeans_faiss_cpu_s"] > 0 and with_faiss["kmeans_speed_vs_faiss"] > 0
+    assert with_faiss["kmeans_faiss_cpu_s"] >= 0 and with_faiss["kmeans_faiss_equal_iterations_objective"] > 0.5
     assert abs(with_faiss["kmeans_objective_minus_faiss"]) < 0.05
     monkeypatch.setitem(sys.modules, "faiss", None)  # hidden: import faiss raises ImportError
     without = kmeans_against_faiss(600, 6, dim=32)
-    assert without["kmeans_faiss_cpu_s"] is None and without["kmeans_ours_objective"] == with_faiss["kmeans_ours_objective"]
+    assert without["kmeans_faiss_cpu_s"] is None and without["kmeans_speed_vs_faiss"] is None and without["kmeans_ours_objective"] == with_faiss["kmeans_ours_objective"]
