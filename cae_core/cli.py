@@ -20,7 +20,7 @@ from .inputs.presets import PRESETS, estimate_presets
 from .inputs.sources import open_image_source
 from .method.cluster_count import CLUSTER_COUNT_CRITERIA, DEFAULT_RANGE, choose_n_clusters
 from .method.fusion import COMBINES
-from .method.methods import FUSION_CHOICES, METHODS, SPACE_CHOICES, CaeConfig
+from .method.methods import FUSION_CHOICES, METHODS, SELECTION_CHOICES, SPACE_CHOICES, CaeConfig
 from .method.run import run_method, run_methods
 
 AUTO = "auto"  # --clusters auto: estimate K
@@ -39,10 +39,17 @@ def _progress_printer(quiet: bool):
 
 
 # the run options that a sweep may give as comma-separated lists: (flag, CaeConfig field, type)
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
 _METHOD_OPTIONS = (("--epsilon", "epsilon", float), ("--gamma", "gamma", float), ("--fusion", "fusion", str),
-                   ("--combine", "combine", str), ("--centres", "n_centres", int),
+                   ("--centre", "centre", _on_off), ("--combine", "combine", str),
+                   ("--neighbours", "neighbours", int), ("--centres", "n_centres", int),
                    ("--train-size", "train_size", int), ("--texts-per-centre", "texts_per_centre", int),
-                   ("--space", "space", str))
+                   ("--space", "space", str), ("--selection", "selection", str))
 
 
 def _config(args: argparse.Namespace) -> CaeConfig:
@@ -88,16 +95,22 @@ def _add_common_options(parser: argparse.ArgumentParser, auto: bool = False) -> 
 def _add_run_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
     _add_common_options(parser, auto)
     parser.add_argument("--seed", type=int, default=0)
+    defaults = CaeConfig()
     helps = {"epsilon": "Sinkhorn temperature (default 0.05)", "gamma": "fusion temperature (default 0.01)",
-             "fusion": f"{' or '.join(FUSION_CHOICES)} (default adaptive: modality gap removed; "
-                       "paper: the formula as written)",
-             "combine": f"{' or '.join(COMBINES)} (default concat)",
+             "fusion": f"fusion weights, {' or '.join(FUSION_CHOICES)} (default {defaults.fusion}: each text view "
+                       "weighed by its neighbourhood agreement with the image; paper: the formula as written)",
+             "centre": f"on or off: remove each modality's mean before fusing (default {'on' if defaults.centre else 'off'})",
+             "combine": f"{' or '.join(COMBINES)} (default {defaults.combine})",
+             "neighbours": f"k of the neighbourhoods the agreement weighting compares (default {defaults.neighbours})",
+             "selection": f"{' or '.join(SELECTION_CHOICES)} (default {defaults.selection}: TAC's rule; nearest: "
+                          "the CAE seed's top-K per centre)",
              "n_centres": "semantic-space centres (default N/300, or 3K where N/300 < K)",
              "train_size": "size of the training split that N/300 counts (TAC's rule; default N)",
              "texts_per_centre": "texts each centre keeps (default 5)",
              "space": "tac (default) or hierarchy: MCA's hierarchy-aware filter on the WordNet nouns first"}
     for flag, field, kind in _METHOD_OPTIONS:
-        choices = {"fusion": FUSION_CHOICES, "combine": COMBINES, "space": SPACE_CHOICES}.get(field)
+        choices = {"fusion": FUSION_CHOICES, "combine": COMBINES, "space": SPACE_CHOICES,
+                   "selection": SELECTION_CHOICES}.get(field)
         parser.add_argument(flag, dest=field, type=kind, default=None, choices=choices, help=helps[field])
 
 
@@ -148,7 +161,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from .analysis.export import comparison_table, write_comparison
 
     bundle = load_bundle(args.features)
-    results = run_methods(bundle, list(METHODS), args.clusters, config=_config(args), seed=args.seed,
+    results = run_methods(bundle, None, args.clusters, config=_config(args), seed=args.seed,
                           progress=_progress_printer(args.quiet))
     for path in write_comparison(results, args.out):
         print(path)
@@ -187,7 +200,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo {demo.name}: {demo.description}")
     if demo.synthetic:
         print("(planted embeddings: the texts are synthetic names, the scores show the mechanics only)")
-    results = run_methods(bundle, list(METHODS), n_clusters, seed=args.seed, progress=_progress_printer(args.quiet))
+    results = run_methods(bundle, None, n_clusters, seed=args.seed, progress=_progress_printer(args.quiet))
     print(f"\nK = {n_clusters}, seed {args.seed}, defaults:")
     print(comparison_table(results).to_markdown(index=False, floatfmt=".3f"))
     summary = cluster_summary(results["cae"], bundle)
@@ -395,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="methods x a grid of parameters x seeds on one bundle")
     _add_common_options(sweep)
-    sweep.add_argument("--methods", type=_list_of(str), default=list(METHODS),
-                       help="comma-separated methods (default: all)")
+    sweep.add_argument("--methods", type=_list_of(str), default=None,
+                       help="comma-separated methods (default: every one the bundle allows)")
     sweep.add_argument("--seeds", type=_list_of(int), default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     for flag, field, kind in _METHOD_OPTIONS:
         sweep.add_argument(flag, dest=field, type=_list_of(kind), default=None,

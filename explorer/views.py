@@ -153,7 +153,7 @@ def softmax_contrast(ws: Workspace, result: ClusteringResult, bank: Bank) -> Ali
     does it (OT's temperature, Theorem 1): what the column constraint changes."""
     selection = result.aligned[bank].selection
     return ws.memo(("softmax", result.method, bank),
-                   lambda: align_bank(ws.bundle.image_embeddings, selection.embeddings, "softmax", result.config))
+                   lambda: align_bank(ws.bundle.image_embeddings, selection.embeddings, Softmax(), result.config))
 
 
 def matches(alignment: Alignment, selection: TextSelection, image: int, n: int = 5) -> pd.DataFrame:
@@ -165,17 +165,18 @@ def matches(alignment: Alignment, selection: TextSelection, image: int, n: int =
 
 
 def fusion_weights(result: ClusteringResult, image: int) -> pd.DataFrame:
-    """One image's fusion per modality: its weight, its cosine to the prototype, the modality's offset
-    (mean cosine over the images: the modality gap's share) and the image's deviation from it."""
+    """One image's fusion per modality: its weight, its neighbourhood agreement with the image view (what
+    the default weighting uses), its cosine to the prototype (what the paper's uses) and that cosine's
+    mean over the images (the modality gap's share)."""
     fusion = result.fusion
     return pd.DataFrame({"modality": list(fusion.modalities), "weight": fusion.weights[image].astype(float),
+                         "agreement with the image": fusion.agreement[image].astype(float),
                          "cos to prototype": fusion.prototype_cosine[image].astype(float),
-                         "offset": fusion.offset.astype(float),
-                         "deviation": fusion.deviation[image].astype(float)})
+                         "mean cos to prototype": fusion.offset.astype(float)})
 
 
 def fusion_note(result: ClusteringResult, image: int) -> tuple[str, str]:
-    """(``"warning"`` or ``"info"``, a sentence) saying whether the modality gap drives this image's weights."""
+    """(``"warning"`` or ``"info"``, a sentence) saying what decided this image's weights."""
     fusion = result.fusion
     spread = float(np.ptp(fusion.offset))
     own = float(np.ptp(fusion.deviation[image]))
@@ -185,13 +186,17 @@ def fusion_note(result: ClusteringResult, image: int) -> tuple[str, str]:
         return "warning", (f"These weights are driven by the modality gap: the modalities' mean cosines to the "
                            f"prototype differ by {spread:.3f}, this image's own deviations by only {own:.3f}, "
                            f"and γ = {result.config.gamma:g} turns that constant into the weights (the paper's "
-                           f"formula as written). The default fusion removes the offsets first.")
+                           f"formula as written).")
     if fusion.weighting == "paper":
-        return "info", "Weights from the raw cosines (the paper's formula); here the image's own deviations " \
-                       "outweigh the modality gap."
-    return "info", (f"Gap-free weights: each modality's mean cosine to the prototype (its offset, which differs "
-                    f"by {spread:.3f} between modalities: CLIP's modality gap) is removed, so γ = "
-                    f"{result.config.gamma:g} acts on this image's own deviations (spread {own:.3f}).")
+        return "info", "Weights from the cosines to the prototype (the paper's formula); here the image's own " \
+                       "deviations outweigh the modality gap."
+    k = result.config.neighbours
+    shared = ", ".join(f"{name} {value:.2f}" for name, value in
+                       zip(fusion.modalities[1:], fusion.agreement[image, 1:]))
+    return "info", (f"Trust weights: the image counts 1, each text view by how many of this image's {k} nearest "
+                    f"neighbours in that view are also its nearest images (0 = no more than chance, 1 = the "
+                    f"same neighbours): {shared}. Where the texts know little about the images, their views "
+                    f"agree with nothing and the fusion falls back towards the image alone.")
 
 
 def cluster_label(result: ClusteringResult, cluster: int) -> str:

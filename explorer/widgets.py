@@ -15,8 +15,8 @@ from typing import Iterator, Sequence
 import streamlit as st
 from PIL import Image, ImageOps
 
-from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_methods
-from cae_core.method import FUSION_CHOICES
+from cae_core import CaeError, ClusteringResult, FeaturesBundle, run_methods
+from cae_core.method import DEFAULT_METHOD, FUSION_CHOICES, available_methods
 from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
 
 from .state import Workspace, workspace
@@ -27,7 +27,7 @@ DATASET_PAGE = "steps/1_Dataset.py"
 CORRESPONDENCES_PAGE = "steps/3_Correspondences.py"
 BROWSE_KEY, MAP_SELECTION = "correspondences-mode", "map selection"  # the Correspondences page's image filter
 SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one point would select it alone)
-MAIN_METHOD = "cae"
+MAIN_METHOD = DEFAULT_METHOD
 THUMBNAIL_SIZE = 128
 DEMO_LINK_KEY = "demo-link"
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
@@ -132,9 +132,11 @@ def run_controls(ws: Workspace, key: str) -> None:
     seed = middle.number_input("Seed", 0, 2**31 - 1, int(ws.seed), key=f"{key}-seed")
     fusion = fusion_column.selectbox("Fusion", FUSION_CHOICES, index=FUSION_CHOICES.index(ws.config.fusion),
                                      key=f"{key}-fusion",
-                                     help="adaptive: CAE's weights with CLIP's modality gap removed (the default); "
-                                          "paper: the formula as written, whose weights the gap decides.")
-    if right.button(f"Run CAE and {len(METHODS) - 1} baselines", type="primary", key=f"{key}-run"):
+                                     help="agreement: each text view weighed by how far its neighbourhoods agree "
+                                          "with the image's (the default); paper: the formula as written; "
+                                          "equal: 1/3 each.")
+    if right.button(f"Run CAE and {len(available_methods(bundle)) - 1} baselines", type="primary",
+                    key=f"{key}-run"):
         ws.n_clusters, ws.seed = int(n_clusters), int(seed)
         ws.config = dataclasses.replace(ws.config, fusion=fusion)  # a new object: old results keep theirs
         run_all(ws)
@@ -152,12 +154,13 @@ def require_run(ws: Workspace) -> ClusteringResult:
     return ws.results[MAIN_METHOD]
 
 
-def run_all(ws: Workspace, methods: Sequence[str] = tuple(METHODS)) -> bool:
+def run_all(ws: Workspace, methods: Sequence[str] | None = None) -> bool:
     """Run ``methods`` once on the loaded bundle with a progress bar and keep the results in the workspace.
 
     Pages read ``ws.results`` afterwards, so switching pages never recomputes. False when it failed.
     """
     bundle = require_bundle(ws)
+    methods = available_methods(bundle) if methods is None else methods
     label = f"Clustering {bundle.n_images:,} images into {ws.n_clusters} clusters ({len(methods)} methods)"
     with st.status(label, expanded=True) as status:
         bar = st.progress(0.0, text="starting")

@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from cae_core import METHODS, analysis
+from cae_core.method import IMAGE_BASELINE
 from cae_core.method import CLUSTER_COUNT_CRITERIA
 from cae_core.analysis import comparison_table, run_files
 from explorer import views
@@ -109,7 +110,7 @@ left, right = st.columns(2)
 method_a = left.selectbox("First method", list(ws.results), index=list(ws.results).index(MAIN_METHOD), key="change-a")
 others = [name for name in ws.results if name != method_a]
 method_b = right.selectbox("Second method", others,
-                           index=others.index("clip-kmeans") if "clip-kmeans" in others else 0, key="change-b")
+                           index=others.index(IMAGE_BASELINE) if IMAGE_BASELINE in others else 0, key="change-b")
 result_a, result_b = ws.results[method_a], ws.results[method_b]
 changed = views.changed_images(ws, method_a, method_b)
 st.metric("Images in another cluster", f"{len(changed):,} of {bundle.n_images:,}",

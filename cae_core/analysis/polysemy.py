@@ -202,7 +202,7 @@ def word_senses(result: ClusteringResult, bundle: FeaturesBundle, word: str, n_c
     if missing:
         # the word's unselected rows added to the selected nouns, aligned as the run aligned them
         texts = np.concatenate([selection.embeddings, bundle.noun_embeddings[missing]])
-        probe = align_bank(bundle.image_embeddings, texts, "ot", result.config)
+        probe = align_bank(bundle.image_embeddings, texts, Transport(), result.config)
     found = []
     for row in map(int, rows):
         if row in position:

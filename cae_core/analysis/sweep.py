@@ -17,14 +17,14 @@ import pandas as pd
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
 from ..method.methods import METHODS, CaeConfig
-from ..method.run import ClusteringResult, run_methods
+from ..method.run import ClusteringResult, available_methods, run_methods
 from ..method.semantic_space import Bank
 from ..progress import Progress
 from .similarity import separation
 
 # the CaeConfig fields a sweep may vary (the rest are solver or device settings)
-SWEEPABLE = ("epsilon", "gamma", "fusion", "combine", "space", "n_centres", "train_size", "texts_per_centre",
-             "retrieval_tau")
+SWEEPABLE = ("epsilon", "gamma", "fusion", "centre", "combine", "neighbours", "space", "selection", "n_centres",
+             "train_size", "texts_per_centre", "retrieval_tau")
 SEPARATION_SAMPLE = 2000  # labelled images used for the Figure-2 statistic (pairs grow as N^2)
 METRICS = ("acc", "nmi", "ari")
 
@@ -74,12 +74,14 @@ def run_record(result: ClusteringResult) -> dict:
             record[f"weight_{modality}_sd"] = float(weights.std())
             record[f"weight_{modality}_share_below_0.01"] = float((weights < 0.01).mean())
         record["gap_dominated_share"] = float(result.fusion.gap_dominated.mean())
+        for column, modality in enumerate(result.fusion.modalities[1:], start=1):
+            record[f"agreement_{modality}_mean"] = float(result.fusion.agreement[:, column].mean())
     record["seconds"] = sum(result.stage_seconds.values())
     return record
 
 
 def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | None = None, *,
-          methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2),
+          methods: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2),
           base: CaeConfig | None = None,
           progress: Progress | None = None) -> pd.DataFrame:
     """Every method at every point of ``grid`` (CaeConfig field -> values) for every seed.
@@ -89,6 +91,7 @@ def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | N
     their semantic space and alignments. ``base`` holds the settings the grid does not vary.
     """
     grid = check_grid(grid or {})
+    methods = available_methods(bundle) if methods is None else methods
     unknown = [method for method in methods if method not in METHODS]
     if unknown or not methods:
         raise CaeError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")

@@ -105,6 +105,6 @@ def search_images(result: ClusteringResult, bundle: FeaturesBundle, query: TextQ
     ranked = np.argsort(-cosine, kind="stable")[:n]
     selection = result.aligned[bank].selection
     texts = np.concatenate([selection.embeddings, query.embedding[None, :].astype(selection.embeddings.dtype)])
-    probe = align_bank(bundle.image_embeddings, texts, "ot", result.config)
+    probe = align_bank(bundle.image_embeddings, texts, Transport(), result.config)
     plan_images, plan_mass = heaviest_images(probe, len(selection), n)
     return SearchResult(query, ranked, cosine[ranked], plan_images, plan_mass, bank)

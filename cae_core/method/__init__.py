@@ -6,14 +6,15 @@ from .alignment import Alignment, SinkhornConvergenceWarning, ot_alignment, soft
 from .clustering import KMeansResult, spherical_kmeans
 from .cluster_count import CLUSTER_COUNT_CRITERIA, ClusterCountEstimate, choose_n_clusters, estimate_n_clusters
 from .fusion import Fusion, fuse
-from .methods import FUSION_CHOICES, METHODS, SPACE_CHOICES, CaeConfig, MethodSpec
+from .methods import DEFAULT_METHOD, FUSION_CHOICES, IMAGE_BASELINE, METHODS, SELECTION_CHOICES, SPACE_CHOICES, \
+    CaeConfig, MethodSpec
 from .metrics import cluster_accuracy, cluster_mapping, evaluate
 from .run import AlignedBank, ClusteringResult, ClusterTexts, Representation, align_bank, bank_arrays, cluster_texts, \
-    fuse_for, represent, run_method, run_methods, semantic_space_for
+    available_methods, fuse_for, represent, run_method, run_methods, semantic_space_for
 from .semantic_space import Bank, SemanticSpace, TextSelection, build_semantic_space, default_n_centres, select_texts
 
 __all__ = [
-    "align_bank", "AlignedBank", "Alignment", "Bank", "bank_arrays", "build_semantic_space", "CaeConfig",
+    "align_bank", "available_methods", "DEFAULT_METHOD", "IMAGE_BASELINE", "SELECTION_CHOICES", "AlignedBank", "Alignment", "Bank", "bank_arrays", "build_semantic_space", "CaeConfig",
     "choose_n_clusters", "cluster_accuracy", "CLUSTER_COUNT_CRITERIA", "cluster_mapping", "cluster_texts",
     "ClusterCountEstimate", "ClusteringResult", "ClusterTexts", "default_n_centres", "estimate_n_clusters",
     "evaluate", "fuse", "fuse_for", "Fusion", "FUSION_CHOICES", "KMeansResult", "METHODS", "MethodSpec",
