@@ -79,13 +79,16 @@ def write_comparison(results: dict[str, ClusteringResult], out_dir: str | os.Pat
             atomic_write_text(out_dir / "comparison.md", markdown.to_markdown(index=False) + "\n")]
 
 
-def write_sweep(table: pd.DataFrame, out_dir: str | os.PathLike, comparison: SweepComparison | None = None) -> list[Path]:
+def write_sweep(table: pd.DataFrame, out_dir: str | os.PathLike,
+                comparison: SweepComparison | None = None) -> list[Path]:
     """A ``sweep_bundles`` table's files: ``sweep.csv`` (one row per run), ``sweep_summary.csv`` (mean and sd
     over seeds per bundle, method and grid point), ``paired.csv`` and ``ranks.csv`` (``comparison``, by
     default ``compare_sweep(table)``), ``sweep.md`` (every table) and ``sweep.html`` (the plots)."""
-    comparison = comparison or compare_sweep(table)
+    comparison = compare_sweep(table) if comparison is None else comparison
     figures = [sweep_figure(table, comparison.metric)] + ([paired_figure(comparison)] if len(comparison.paired) else [])
-    plots = "\n".join(figure.to_html(full_html=False, include_plotlyjs=index == 0) for index, figure in enumerate(figures))
+    # one page, plotly.js once (with the first figure), so it opens offline
+    plots = "\n".join(figure.to_html(full_html=False, include_plotlyjs=index == 0)
+                      for index, figure in enumerate(figures))
     html = f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>CAE Explorer sweep</title></head>' \
            f"<body>\n{plots}\n</body></html>\n"
     out_dir = Path(out_dir)
