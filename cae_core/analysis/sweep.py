@@ -327,7 +327,8 @@ def comparison_markdown(comparison: SweepComparison) -> str:
     shown = pd.DataFrame({"method": ranks["entry"], "average rank": ranks["average_rank"].round(2),
                           f"mean {metric}": ranks[f"mean_{metric}"].round(3),
                           f"wins / ties / losses vs {comparison.reference}": counts})
-    friedman = "not computed (it needs at least 3 methods and 2 bundles)" if pd.isna(comparison.friedman_p) \
+    friedman = "not computed (it needs at least 3 methods, 2 bundles and some difference between methods)" \
+        if pd.isna(comparison.friedman_p) \
         else f"p = {comparison.friedman_p:.3g} (chi-square approximation, rough below about 10 bundles)"
     return "\n".join([
         f"### {metric} minus {comparison.reference}'s, paired by bundle and seed: mean [95% bootstrap CI]", "",
