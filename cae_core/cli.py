@@ -6,11 +6,13 @@ Every request that cannot be met ends with one line on stderr and exit code 2, n
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
+from .analysis.sweep import LABELS, METRICS, REFERENCE
 from .errors import CaeError
 from .inputs.bundle import load_bundle, save_bundle
 from .inputs.cache import cache_dir, clear_cache, list_entries
@@ -57,13 +59,13 @@ def _config(args: argparse.Namespace) -> CaeConfig:
     return CaeConfig(device=args.device, **given)
 
 
-def _cluster_count(text: str) -> int | str:
-    if text == AUTO:
-        return AUTO
+def _cluster_count(text: str, word: str = AUTO) -> int | str:
+    if text == word:
+        return word
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of clusters or {AUTO!r}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number of clusters or {word!r}, got {text!r}") from None
 
 
 def _k_range(text: str) -> tuple[int, int]:
@@ -87,6 +89,10 @@ def _add_common_options(parser: argparse.ArgumentParser, auto: bool = False) -> 
                                  "graph's Laplacian spectrum; silhouette: mean cosine silhouette of k-means)")
     else:
         parser.add_argument("--clusters", required=True, type=int, help="number of clusters K")
+    _add_output_options(parser)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--quiet", action="store_true")
@@ -171,15 +177,19 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from .analysis.export import write_sweep
-    from .analysis.sweep import summary_markdown, sweep
+    from .analysis.sweep import check_grid, check_runs, compare_sweep, load_bundles, reference_method, \
+        sweep_bundles, sweep_markdown
 
-    grid = {field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field)}
-    bundle = load_bundle(args.features)
-    table = sweep(bundle, args.clusters, grid, methods=args.methods, seeds=args.seeds,
-                  base=CaeConfig(device=args.device), progress=_progress_printer(args.quiet))
-    for path in write_sweep(table, args.out):
+    grid = check_grid({field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field)})
+    check_runs(args.methods, args.seeds)
+    reference = reference_method(args.methods, args.reference)
+    bundles = load_bundles(args.features)
+    table = sweep_bundles(bundles, args.clusters, grid, methods=args.methods, seeds=args.seeds,
+                          base=CaeConfig(device=args.device), progress=_progress_printer(args.quiet))
+    comparison = compare_sweep(table, args.metric, reference)
+    for path in write_sweep(table, args.out, comparison):
         print(path)
-    print(summary_markdown(table))
+    print(sweep_markdown(table, comparison))
     return 0
 
 
@@ -406,10 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(compare)
     compare.set_defaults(handler=run_compare)
 
-    sweep = commands.add_parser("sweep", help="methods x a grid of parameters x seeds on one bundle")
-    _add_common_options(sweep)
+    sweep = commands.add_parser("sweep", help="methods x a grid of parameters x seeds on one bundle or many, "
+                                "compared across them")
+    sweep.add_argument("--features", required=True, type=Path, nargs="+", help="features bundles (.npz), named by "
+                       "their file's stem; all are loaded before anything runs")
+    sweep.add_argument("--clusters", required=True, type=functools.partial(_cluster_count, word=LABELS),
+                       help=f"number of clusters K, or {LABELS!r}: each bundle's number of labelled classes")
+    _add_output_options(sweep)
     sweep.add_argument("--methods", type=_list_of(str), default=None,
-                       help="comma-separated methods (default: every one the bundle allows)")
+                       help="comma-separated methods (default: every one all the bundles allow)")
+    sweep.add_argument("--reference", default=None, help=f"the method the others are paired with (default "
+                       f"{REFERENCE} where swept, else the first method)")
+    sweep.add_argument("--metric", choices=METRICS, default="acc",
+                       help="the metric of the paired differences and ranks (default acc)")
     sweep.add_argument("--seeds", type=_list_of(int), default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     for flag, field, kind in _METHOD_OPTIONS:
         sweep.add_argument(flag, dest=field, type=_list_of(kind), default=None,
