@@ -1,0 +1,318 @@
+"""How concentrated each image's correspondences are, and Theorem 1's check on real features.
+
+**Row concentration.** An alignment gives each image i a row w_i over the S selected texts (rescaled to
+sum to one): the softmax retrieval row softmax_j(s_ij / T), or the OT plan row, which is
+softmax_j(s_ij / eps + g_j) with g the plan's column potentials (``ot_alignment``). Per image:
+the share of its heaviest text (top-1), of its ``top`` heaviest (top-10), and the effective number of
+texts exp(H(w_i)) (1 for a one-hot row, S for a uniform one). A row that says what the image shows puts
+most of its mass on a few texts.
+
+**Theorem 1's check.** CAE's Theorem 1 compares OT with softmax retrieval at one temperature. Measured
+here: the share of an image's mass on nouns whose WordNet lineage misses its class. The rule:
+
+- a class name resolves to every WordNet noun sense of the name, spaces as underscores, as WordNet's
+  own lookup finds it (morphy: "tacos" -> taco); a name with no noun sense ("Apply Eye Makeup", DTD's
+  adjectives) leaves the class unresolved and its images out of the measure. Every sense counts
+  ("bass" the fish and the instrument) because the class name alone cannot say which is meant: the
+  rule errs towards "in the lineage", so the off-lineage share is a lower bound;
+- a noun is in the lineage of a class when one of the class's senses is the noun's synset or among its
+  hypernyms (the noun names the class or a kind of it: "poodle" for dog), or when the noun is among
+  the hypernyms of one of the class's senses *and* is more than ``GENERAL_DEPTH`` = 5 steps below
+  "entity" (the class is a kind of the noun: "canine", "fish" or "musical instrument" describe it
+  rightly, while MCA's too-general nouns such as "person" or "object" would match any odd sense of a
+  name, as "cat" the slang word for a man);
+- a noun whose synset WordNet 3.0 lacks (LVIS's stop_sign.n.01) cannot be placed: it counts as off.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..arrays import rows_per_block
+from ..device import as_tensor, resolve_device, with_memory_fallback
+from ..errors import CaeError
+from ..inputs.bundle import FeaturesBundle
+from ..method.alignment import SinkhornConvergenceWarning, kernel_budget, transport_plan
+from ..method.hierarchy import GENERAL_DEPTH
+from ..method.methods import CaeConfig
+from ..method.run import semantic_space_for
+from ..method.semantic_space import Bank, default_n_centres
+
+TOP = 10
+EPSILONS = (0.1, 0.05, 0.02, 0.01, 0.005)
+
+RowBlocks = Iterable[tuple[slice, torch.Tensor]]  # (rows, (B, S) block of rows that each sum to one)
+
+
+@dataclass
+class RowConcentration:
+    """Per image (N,): ``top1`` the heaviest text's share of its row, ``top`` the share of its ``k``
+    heaviest, ``effective`` exp(entropy of the row), between 1 and ``n_texts``."""
+
+    top1: np.ndarray
+    top: np.ndarray
+    effective: np.ndarray
+    k: int
+    n_texts: int
+
+    def summary(self) -> dict[str, float]:
+        """Means and medians over the images, keyed ``top1_share_mean``, ``top10_share_median``, ..."""
+        out: dict[str, float] = {}
+        for name, values in (("top1_share", self.top1), (f"top{self.k}_share", self.top),
+                             ("effective_texts", self.effective)):
+            out[f"{name}_mean"] = float(np.mean(values))
+            out[f"{name}_median"] = float(np.median(values))
+        return out
+
+    def of_image(self, image: int) -> dict[str, float]:
+        """One image's three numbers, keyed as ``summary`` without the suffix."""
+        return {"top1_share": float(self.top1[image]), f"top{self.k}_share": float(self.top[image]),
+                "effective_texts": float(self.effective[image])}
+
+
+def concentration(blocks: RowBlocks, top: int = TOP) -> RowConcentration:
+    """Top-1 share, top-``top`` share and effective number of texts of every row in ``blocks``."""
+    if not isinstance(top, (int, np.integer)) or top < 1:
+        raise CaeError(f"top must be a positive integer, got {top!r}")
+    top1, top_share, effective = [], [], []
+    n_texts = 0
+    for _, block in blocks:
+        n_texts = block.shape[1]
+        values = block.topk(min(top, n_texts), dim=1).values
+        top1.append(values[:, 0].cpu())
+        top_share.append(values.sum(dim=1).cpu())
+        # entr(p) = -p log p, 0 at p = 0: underflowed entries of a sharp row add nothing
+        effective.append(torch.special.entr(block).sum(dim=1, dtype=torch.float64).exp().cpu())
+    if not top1:
+        raise CaeError("no rows to measure: the alignment has no images")
+    return RowConcentration(torch.cat(top1).numpy().astype(np.float64), torch.cat(top_share).numpy().astype(np.float64),
+                            torch.cat(effective).numpy(), int(top), n_texts)
+
+
+def retrieval_rows(image_embeddings: np.ndarray, text_embeddings: np.ndarray, temperature: float,
+                   column_offsets: np.ndarray | None = None, device: torch.device | str = "cpu",
+                   block_rows: int = 8192) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Blocks of rows softmax_j(s_ij / temperature + g_j), s the cosine and g ``column_offsets`` (S,).
+
+    Without offsets: softmax retrieval. With the OT plan's column potentials g at temperature eps: the
+    plan's rows rescaled to one (``ot_alignment``'s weights), without the (N, S) plan.
+    """
+    if not temperature > 0:
+        raise CaeError(f"the temperature must be positive, got {temperature!r}")
+    dev = resolve_device(device)
+    texts = F.normalize(as_tensor(text_embeddings, dev), dim=1)
+    offsets = None
+    if column_offsets is not None:
+        offsets = as_tensor(column_offsets, dev)
+        if offsets.shape != (texts.shape[0],) or not torch.isfinite(offsets).all():
+            raise CaeError(f"column_offsets must be {texts.shape[0]} finite values (one per text), "
+                           f"got shape {tuple(offsets.shape)}")
+    step = rows_per_block(texts.shape[0], block_rows)
+    for start in range(0, len(image_embeddings), step):
+        rows = slice(start, start + step)
+        logits = (F.normalize(as_tensor(image_embeddings[rows], dev), dim=1) @ texts.T).div_(temperature)
+        if offsets is not None:
+            logits += offsets
+        yield rows, torch.softmax(logits, dim=1)
+
+
+def plan_rows(plan: np.ndarray, block_rows: int = 8192, device: torch.device | str = "cpu"
+              ) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Blocks of a materialised plan's (N, S) rows, each rescaled to sum to one."""
+    dev = resolve_device(device)
+    step = rows_per_block(plan.shape[1], block_rows)
+    for start in range(0, plan.shape[0], step):
+        rows = slice(start, start + step)
+        block = as_tensor(plan[rows], dev)
+        yield rows, block / block.sum(dim=1, keepdim=True).clamp_min(1e-30)
+
+
+def row_concentration(image_embeddings: np.ndarray, text_embeddings: np.ndarray, temperature: float,
+                      column_offsets: np.ndarray | None = None, top: int = TOP, device: str | torch.device = "auto",
+                      block_rows: int = 8192) -> RowConcentration:
+    """Concentration of the rows softmax_j(s_ij / temperature + g_j) (``retrieval_rows``), block by block:
+    memory O(block_rows * S); CUDA out-of-memory falls back to smaller blocks, then to the CPU."""
+    return with_memory_fallback(
+        lambda dev, block: concentration(retrieval_rows(image_embeddings, text_embeddings, temperature,
+                                                        column_offsets, dev, block), top),
+        resolve_device(device), block_rows)
+
+
+@dataclass
+class OtRows:
+    """The OT plan between images and texts, materialised, and whether Sinkhorn met its tolerance."""
+
+    plan: np.ndarray
+    converged: bool
+
+    def blocks(self, block_rows: int = 8192) -> Iterator[tuple[slice, torch.Tensor]]:
+        return plan_rows(self.plan, block_rows)
+
+
+def ot_rows(image_embeddings: np.ndarray, text_embeddings: np.ndarray, config: CaeConfig) -> OtRows:
+    """The engine's OT plan (``transport_plan``) at ``config``'s epsilon and stopping rule.
+
+    ``transport_plan`` holds the whole (N, S) plan, so this refuses sizes beyond the kernel budget;
+    with the plan's column potentials, ``row_concentration`` needs no plan at all.
+    """
+    device = resolve_device(config.device)
+    size = len(image_embeddings) * len(text_embeddings) * 4
+    if size > kernel_budget(device):
+        raise CaeError(f"the OT rows of {len(image_embeddings):,} images x {len(text_embeddings):,} texts "
+                       f"({size / 2**30:.1f} GiB) are too large to recompute here")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SinkhornConvergenceWarning)
+        plan = transport_plan(image_embeddings, text_embeddings, epsilon=config.epsilon, tol=config.sinkhorn_tol,
+                              max_iter=config.sinkhorn_max_iter, device=device)
+    return OtRows(plan, not any(issubclass(w.category, SinkhornConvergenceWarning) for w in caught))
+
+
+# --- Theorem 1: mass on nouns outside the class's WordNet lineage ------------------------------------------
+
+@lru_cache(maxsize=None)
+def _noun_synset(name: str):
+    """The WordNet 3.0 synset called ``name``, or None where WordNet lacks it."""
+    from nltk.corpus.reader.wordnet import WordNetError
+
+    from ..inputs.corpora import wordnet_reader
+
+    try:
+        return wordnet_reader().synset(name) if name else None
+    except WordNetError:
+        return None
+
+
+@lru_cache(maxsize=None)
+def _upward(name: str) -> frozenset[str]:
+    """The synset ``name`` and all its hypernyms (instance hypernyms too), by name; empty if unknown."""
+    synset = _noun_synset(name)
+    if synset is None:
+        return frozenset()
+    return frozenset(node.name() for node in {synset} | set(synset.closure(
+        lambda s: s.hypernyms() + s.instance_hypernyms())))
+
+
+@lru_cache(maxsize=None)
+def class_senses(class_name: str) -> tuple[str, ...]:
+    """Every WordNet noun synset the class name denotes (see the module); () when it has none."""
+    from ..inputs.corpora import wordnet_reader
+
+    key = "_".join(str(class_name).strip().lower().split())
+    return tuple(synset.name() for synset in wordnet_reader().synsets(key, pos="n")) if key else ()
+
+
+def in_lineage(noun_synset: str, senses: Sequence[str]) -> bool:
+    """Whether the noun (a synset name) is in the lineage of a class with these ``senses`` (the module's rule)."""
+    noun_up = _upward(noun_synset)
+    if not noun_up:
+        return False
+    specific = _noun_synset(noun_synset).min_depth() > GENERAL_DEPTH
+    return any(sense in noun_up or (specific and noun_synset in _upward(sense)) for sense in senses)
+
+
+@dataclass
+class ClassLineage:
+    """Per class (C): ``senses`` the synsets its name resolved to (() unresolved); ``on`` (C, S) whether
+    each selected noun is in the class's lineage."""
+
+    senses: list[tuple[str, ...]]
+    on: np.ndarray
+
+    @property
+    def resolved(self) -> np.ndarray:
+        return np.array([bool(senses) for senses in self.senses])
+
+
+def class_lineage(class_names: Sequence[str], noun_synsets: Sequence[str]) -> ClassLineage:
+    """Which of the nouns (their synset names, one per selected noun) lie in each class's lineage."""
+    senses = [class_senses(str(name)) for name in class_names]
+    on = np.array([[in_lineage(str(noun), own) for noun in noun_synsets] for own in senses], dtype=bool)
+    return ClassLineage(senses, on.reshape(len(senses), len(noun_synsets)))
+
+
+def off_lineage_mass(blocks: RowBlocks, labels: np.ndarray, lineage: ClassLineage) -> np.ndarray:
+    """Per image (N,), the share of its row on nouns outside its class's lineage; NaN for an image with no
+    label (-1) or whose class did not resolve. ``labels`` index ``lineage``'s classes."""
+    labels = np.asarray(labels)
+    if labels.size and labels.max() >= len(lineage.senses):
+        raise CaeError(f"label {int(labels.max())} has no class name ({len(lineage.senses)} classes)")
+    counted = (labels >= 0) & lineage.resolved[np.clip(labels, 0, None)]
+    out = np.full(len(labels), np.nan)
+    off = None
+    for rows, block in blocks:
+        if off is None:
+            if block.shape[1] != lineage.on.shape[1]:
+                raise CaeError(f"the rows have {block.shape[1]} texts but the lineage {lineage.on.shape[1]} nouns")
+            off = torch.as_tensor(~lineage.on, dtype=block.dtype, device=block.device)
+        index = np.arange(len(labels))[rows]
+        keep = index[counted[rows]]
+        if len(keep):
+            chosen = torch.as_tensor(keep - index[0], device=block.device)
+            out[keep] = (block[chosen] * off[torch.as_tensor(labels[keep], device=block.device)]).sum(dim=1).cpu().numpy()
+    return out
+
+
+def n_labelled_classes(bundle: FeaturesBundle) -> int:
+    """How many classes the bundle's labels use (K for the check)."""
+    if not bundle.has_labels or bundle.class_names is None:
+        raise CaeError("Theorem 1's check needs labels and class names; this bundle lacks them")
+    return int(np.unique(bundle.labels[bundle.labels >= 0]).size)
+
+
+def theorem1_check(bundle: FeaturesBundle, name: str, epsilons: Sequence[float] = EPSILONS, seed: int = 0,
+                   device: str = "auto", top: int = TOP,
+                   progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """OT against softmax at the same temperature, per epsilon, on the nouns the semantic space selects
+    (CaeConfig's defaults, K = the number of labelled classes): one row per (epsilon, alignment) with the
+    off-lineage mass (mean over the counted images), the concentration summary and the resolved shares."""
+    if not epsilons or any(not eps > 0 for eps in epsilons):
+        raise CaeError(f"epsilons must be positive, got {list(epsilons)!r}")
+    k = n_labelled_classes(bundle)
+    base = CaeConfig(device=device)
+    space = semantic_space_for(bundle, (Bank.NOUNS,), default_n_centres(bundle.n_images, k, base.train_size),
+                               base, seed)
+    selection = space.selections[Bank.NOUNS]
+    if bundle.noun_synsets is None:
+        raise CaeError(f"{name}: Theorem 1's check needs the nouns' WordNet synsets (noun_synsets)")
+    lineage = class_lineage(bundle.class_names, bundle.noun_synsets[selection.bank_index])
+    present = np.unique(bundle.labels[bundle.labels >= 0])
+    counted = np.isin(bundle.labels, present[lineage.resolved[present]])
+    common = {"bundle": name, "n_images": bundle.n_images, "n_classes": k, "n_texts": len(selection),
+              "resolved_class_share": float(lineage.resolved[present].mean()),
+              "counted_image_share": float(counted.mean())}
+    records = []
+    for eps in epsilons:
+        config = CaeConfig(device=device, epsilon=float(eps))
+        if progress:
+            progress(f"{name}: eps = {eps:g}")
+        ot = ot_rows(bundle.image_embeddings, selection.embeddings, config)
+        for kind, make, converged in (("ot", ot.blocks, ot.converged),
+                                      ("softmax", lambda: retrieval_rows(bundle.image_embeddings, selection.embeddings,
+                                                                         eps, device=device), True)):
+            off = off_lineage_mass(make(), bundle.labels, lineage)
+            records.append({**common, "epsilon": float(eps), "alignment": kind, "converged": converged,
+                            "off_lineage_mass": float(np.nanmean(off)) if counted.any() else np.nan,
+                            **concentration(make(), top).summary()})
+    return pd.DataFrame.from_records(records)
+
+
+def theorem1_markdown(table: pd.DataFrame, top: int = TOP) -> str:
+    """The check as a markdown table: bundle x epsilon x {OT, softmax}, means over the images."""
+    lines = [f"| bundle | ε | alignment | off-lineage mass | top-1 share | top-{top} share | effective texts (of S) "
+             "| classes resolved |", "|---|---|---|---|---|---|---|---|"]
+    for row in table.itertuples(index=False):
+        row = row._asdict()
+        flag = "" if row["converged"] else " (not converged)"
+        lines.append(f"| {row['bundle']} | {row['epsilon']:g} | {row['alignment']}{flag} | "
+                     f"{row['off_lineage_mass']:.3f} | {row['top1_share_mean']:.3f} | "
+                     f"{row[f'top{top}_share_mean']:.3f} | {row['effective_texts_mean']:.1f} ({row['n_texts']}) | "
+                     f"{row['resolved_class_share']:.0%} |")
+    return "\n".join(lines)
