@@ -63,19 +63,21 @@ class RowConcentration:
     k: int
     n_texts: int
 
+    def _named(self) -> dict[str, np.ndarray]:
+        return {"top1_share": self.top1, f"top{self.k}_share": self.top, "effective_texts": self.effective}
+
     def summary(self) -> dict[str, float]:
         """Means and medians over the images, keyed ``top1_share_mean``, ``top10_share_median``, ..."""
-        out: dict[str, float] = {}
-        for name, values in (("top1_share", self.top1), (f"top{self.k}_share", self.top),
-                             ("effective_texts", self.effective)):
-            out[f"{name}_mean"] = float(np.mean(values))
-            out[f"{name}_median"] = float(np.median(values))
-        return out
+        return {f"{name}_{stat}": float(reduce(values)) for name, values in self._named().items()
+                for stat, reduce in (("mean", np.mean), ("median", np.median))}
+
+    def median(self) -> dict[str, float]:
+        """Medians over the images, keyed ``top1_share``, ``top10_share``, ``effective_texts``."""
+        return {name: float(np.median(values)) for name, values in self._named().items()}
 
     def of_image(self, image: int) -> dict[str, float]:
-        """One image's three numbers, keyed as ``summary`` without the suffix."""
-        return {"top1_share": float(self.top1[image]), f"top{self.k}_share": float(self.top[image]),
-                "effective_texts": float(self.effective[image])}
+        """One image's three numbers, keyed as ``median``."""
+        return {name: float(values[image]) for name, values in self._named().items()}
 
 
 def concentration(blocks: RowBlocks, top: int = TOP) -> RowConcentration:
