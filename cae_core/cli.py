@@ -177,8 +177,8 @@ def run_theorem1(args: argparse.Namespace) -> int:
     from .files import atomic_write_text
 
     report = None if args.quiet else (lambda message: print(f"[theorem1] {message}", file=sys.stderr))
-    tables = [theorem1_check(load_bundle(path), path.stem, args.epsilon or EPSILONS, args.seed, args.device, progress=report)
-              for path in args.features]
+    tables = [theorem1_check(load_bundle(path), path.stem, args.epsilon or EPSILONS, args.seed, args.device,
+                             progress=report) for path in args.features]
     table = pd.concat(tables, ignore_index=True)
     markdown = theorem1_markdown(table, TOP)
     for path in (atomic_write_text(args.out / "theorem1.csv", table.to_csv(index=False)),

@@ -159,13 +159,13 @@ def softmax_contrast(ws: Workspace, result: ClusteringResult, bank: Bank) -> Ali
 def concentrations(ws: Workspace, result: ClusteringResult) -> dict[Bank, dict[str, analysis.RowConcentration]]:
     """Per bank, how concentrated every image's row is under the run's OT and under softmax retrieval at
     the same temperature (the contrast beside it)."""
-    def compute() -> dict[Bank, dict[str, analysis.RowConcentration]]:
-        images, config = ws.bundle.image_embeddings, result.config
-        return {bank: {"OT": analysis.concentration(analysis.ot_rows(images, part.selection.embeddings, config).blocks()),
-                       "softmax": analysis.row_concentration(images, part.selection.embeddings, config.epsilon,
-                                                             device=config.device)}
-                for bank, part in result.aligned.items()}
-    return ws.memo(("concentration", result.method), compute)
+    images, config = ws.bundle.image_embeddings, result.config
+
+    def measure(texts: np.ndarray) -> dict[str, analysis.RowConcentration]:
+        return {"OT": analysis.concentration(analysis.ot_rows(images, texts, config).blocks()),
+                "softmax": analysis.row_concentration(images, texts, config.epsilon, device=config.device)}
+    return ws.memo(("concentration", result.method),
+                   lambda: {bank: measure(part.selection.embeddings) for bank, part in result.aligned.items()})
 
 
 def concentration_table(ws: Workspace, result: ClusteringResult, image: int) -> pd.DataFrame:
@@ -176,7 +176,8 @@ def concentration_table(ws: Workspace, result: ClusteringResult, image: int) -> 
         for kind, measure in measured.items():
             for of, values in (("this image", measure.of_image(image)), ("median over images", measure.median())):
                 rows.append({"texts": f"{bank} ({measure.n_texts})", "alignment": kind, "of": of,
-                             "top-1 share": values["top1_share"], f"top-{measure.k} share": values[f"top{measure.k}_share"],
+                             "top-1 share": values["top1_share"],
+                             f"top-{measure.k} share": values[f"top{measure.k}_share"],
                              "effective texts": values["effective_texts"]})
     return pd.DataFrame(rows)
 

@@ -258,7 +258,8 @@ def off_lineage_mass(blocks: RowBlocks, labels: np.ndarray, lineage: ClassLineag
         keep = index[counted[rows]]
         if len(keep):
             chosen = torch.as_tensor(keep - index[0], device=block.device)
-            out[keep] = (block[chosen] * off[torch.as_tensor(labels[keep], device=block.device)]).sum(dim=1).cpu().numpy()
+            classes = torch.as_tensor(labels[keep], device=block.device)
+            out[keep] = (block[chosen] * off[classes]).sum(dim=1).cpu().numpy()
     return out
 
 
