@@ -144,7 +144,11 @@ def test_theorem1_command_on_the_real_stl10_features(tmp_path, capsys):
     assert list(table["alignment"]) == ["ot", "softmax"] and (table["epsilon"] == 0.05).all()
     assert (table["resolved_class_share"] == 1).all()  # all ten STL names are WordNet nouns
     assert table["converged"].all() and table["off_lineage_mass"].between(0, 1).all()
-    assert "| stl10-vitb16 | 0.05 | ot |" in capsys.readouterr().out
+    ot, softmax = table.iloc[0], table.iloc[1]
+    printed = capsys.readouterr().out
+    assert f"| stl10-vitb16: S = {ot['n_texts']}, 100% of classes resolved" in printed
+    assert f"| 0.05 | {ot['off_lineage_mass']:.3f} / {softmax['off_lineage_mass']:.3f} |" in printed
+    assert (tmp_path / "theorem1.md").read_text() == printed.split("theorem1.md\n", 1)[1]
     # the OT row is the engine's: the same semantic space and alignment as a run with K = 10, seed 0
     run = run_methods(load_bundle(path), ["cae"], 10, seed=0)["cae"]
     ot = table.set_index("alignment").loc["ot"]

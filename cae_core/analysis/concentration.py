@@ -313,15 +313,19 @@ def theorem1_check(bundle: FeaturesBundle, name: str, epsilons: Sequence[float] 
 
 
 def theorem1_markdown(table: pd.DataFrame, top: int = TOP) -> str:
-    """The check as a markdown table: bundle x epsilon x {OT, softmax}, means over the images."""
-    lines = [f"| bundle | ε | alignment | off-lineage mass (uniform row) | top-1 share | top-{top} share "
-             "| effective texts (of S) | classes resolved |", "|---|---|---|---|---|---|---|---|"]
-    for row in table.itertuples(index=False):
-        row = row._asdict()
-        flag = "" if row["converged"] else " (not converged)"
-        lines.append(f"| {row['bundle']} | {row['epsilon']:g} | {row['alignment']}{flag} | "
-                     f"{row['off_lineage_mass']:.3f} ({row['uniform_off_lineage_mass']:.3f}) | "
-                     f"{row['top1_share_mean']:.3f} | "
-                     f"{row[f'top{top}_share_mean']:.3f} | {row['effective_texts_mean']:.1f} ({row['n_texts']}) | "
-                     f"{row['resolved_class_share']:.0%} |")
+    """The check as a markdown table: one line per bundle and epsilon, OT / softmax side by side (means
+    over the images); a bundle's first line gives S, its resolved classes and an evenly spread row's
+    off-lineage mass."""
+    columns = (("off_lineage_mass", "{:.3f}"), ("top1_share_mean", "{:.3f}"), (f"top{top}_share_mean", "{:.3f}"),
+               ("effective_texts_mean", "{:.1f}"))
+    lines = [f"| bundle | ε | off-lineage mass, OT / softmax | top-1 share | top-{top} share | effective texts |",
+             "|---|---|---|---|---|---|"]
+    for (bundle, eps), pair in table.groupby(["bundle", "epsilon"], sort=False):
+        ot, softmax = (pair[pair["alignment"] == kind].iloc[0] for kind in ("ot", "softmax"))
+        first = pair.index[0] == table.index[table["bundle"] == bundle][0]
+        label = (f"{bundle}: S = {ot['n_texts']}, {ot['resolved_class_share']:.0%} of classes resolved, "
+                 f"evenly spread row {ot['uniform_off_lineage_mass']:.3f}") if first else ""
+        cells = [" / ".join(form.format(row[name]) for row in (ot, softmax)) for name, form in columns]
+        flag = "" if ot["converged"] else " (OT not converged)"
+        lines.append(f"| {label} | {eps:g}{flag} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
