@@ -280,18 +280,18 @@ def theorem1_check(bundle: FeaturesBundle, name: str, epsilons: Sequence[float] 
     if not epsilons or any(not eps > 0 for eps in epsilons):
         raise CaeError(f"epsilons must be positive, got {list(epsilons)!r}")
     k = n_labelled_classes(bundle)
+    if bundle.noun_synsets is None:
+        raise CaeError(f"{name}: Theorem 1's check needs the nouns' WordNet synsets (noun_synsets)")
     base = CaeConfig(device=device)
     space = semantic_space_for(bundle, (Bank.NOUNS,), default_n_centres(bundle.n_images, k, base.train_size),
                                base, seed)
     selection = space.selections[Bank.NOUNS]
-    if bundle.noun_synsets is None:
-        raise CaeError(f"{name}: Theorem 1's check needs the nouns' WordNet synsets (noun_synsets)")
     lineage = class_lineage(bundle.class_names, bundle.noun_synsets[selection.bank_index])
-    present = np.unique(bundle.labels[bundle.labels >= 0])
-    counted = np.isin(bundle.labels, present[lineage.resolved[present]])
-    # the floor a row that says nothing would reach: equal mass on every selected noun
+    # what a row that says nothing gets: equal mass on every selected noun
     uniform = off_lineage_mass(plan_rows(np.ones((bundle.n_images, len(selection)), dtype=np.float32)),
                                bundle.labels, lineage)
+    present = np.unique(bundle.labels[bundle.labels >= 0])
+    counted = ~np.isnan(uniform)
     common = {"bundle": name, "n_images": bundle.n_images, "n_classes": k, "n_texts": len(selection),
               "resolved_class_share": float(lineage.resolved[present].mean()),
               "counted_image_share": float(counted.mean()),
