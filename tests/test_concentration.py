@@ -13,9 +13,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cae_core import CaeConfig, CaeError, load_bundle, run_methods
+from cae_core import CaeError, load_bundle, run_methods
 from cae_core.analysis.concentration import ClassLineage, class_lineage, class_senses, concentration, in_lineage, \
-    off_lineage_mass, ot_rows, plan_rows, retrieval_rows, row_concentration
+    measure_rows, off_lineage_mass, plan_rows, row_concentration
 from cae_core.cli import main
 from cae_core.config import data_dir
 from cae_core.method.alignment import ot_alignment, transport_plan
@@ -128,6 +128,9 @@ def test_off_lineage_mass_on_a_hand_made_plan():
     off = off_lineage_mass(plan_rows(plan, block_rows=3), np.array([0, 1, -1, 2]), lineage)
     np.testing.assert_allclose(off[:2], [0.4, 0.5], rtol=1e-6)
     assert np.isnan(off[2:]).all()
+    figures = measure_rows(lambda: plan_rows(plan), np.array([0, 1, -1, 2]), lineage, top=1)
+    assert figures["off_lineage_mass"] == pytest.approx(0.45)  # the counted images only
+    assert figures["top1_share_mean"] == pytest.approx((0.6 + 0.5 + 0.6 + 1.0) / 4)
 
 
 def real_bundle_path(name: str) -> Path:

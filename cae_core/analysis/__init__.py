@@ -7,8 +7,8 @@ write (``export.py``)."""
 
 from .comparison import aligned_assignments, changed_images, cluster_summary, confusion_table, match_clusters, \
     metrics_long
-from .concentration import ClassLineage, RowConcentration, class_lineage, concentration, off_lineage_mass, \
-    ot_rows, plan_rows, retrieval_rows, row_concentration, theorem1_check
+from .concentration import ClassLineage, RowConcentration, bundle_lineage, class_lineage, concentration, \
+    measure_rows, off_lineage_mass, ot_rows, plan_rows, retrieval_rows, row_concentration, theorem1_check
 from .cluster_quality import cluster_count_figure, cluster_count_table, cluster_quality, true_cluster_count
 from .explain import ImageExplanation, explain_image
 from .nearest_nouns import nearest_nouns
@@ -23,8 +23,8 @@ from .sweep import SWEEPABLE, summarise, summary_markdown, sweep, sweep_figure
 from .text_search import SearchResult, TextQuery, query_from_banks, query_from_model, search_images
 
 __all__ = [
-    "aligned_assignments", "bundle_bytes", "captions_mentioning", "changed_images", "ClassLineage", "class_lineage",
-    "cluster_count_figure", "concentration", "off_lineage_mass", "ot_rows", "plan_rows", "retrieval_rows",
+    "aligned_assignments", "bundle_bytes", "captions_mentioning", "changed_images", "bundle_lineage", "ClassLineage", "class_lineage",
+    "cluster_count_figure", "concentration", "measure_rows", "off_lineage_mass", "ot_rows", "plan_rows", "retrieval_rows",
     "row_concentration", "RowConcentration", "theorem1_check",
     "cluster_count_table", "cluster_quality", "cluster_summary", "comparison_table", "confusion_table",
     "encode_glosses", "explain_image", "gloss_prompts", "group_texts", "heaviest_images", "ImageExplanation",

@@ -270,6 +270,26 @@ def n_labelled_classes(bundle: FeaturesBundle) -> int:
     return int(np.unique(bundle.labels[bundle.labels >= 0]).size)
 
 
+def bundle_lineage(bundle: FeaturesBundle, bank_index: np.ndarray) -> ClassLineage | None:
+    """The lineage of the bundle's classes over its nouns at ``bank_index`` (a selection's rows), or None
+    where the bundle lacks labels, class names or the nouns' synsets."""
+    if not bundle.has_labels or bundle.class_names is None or bundle.noun_synsets is None:
+        return None
+    return class_lineage(bundle.class_names, bundle.noun_synsets[bank_index])
+
+
+def measure_rows(make_rows: Callable[[], RowBlocks], labels: np.ndarray | None = None,
+                 lineage: ClassLineage | None = None, top: int = TOP) -> dict[str, float]:
+    """One alignment's figures: ``concentration(...).summary()``, and with a lineage the mean off-lineage
+    mass over the images it counts (``off_lineage_mass``; NaN when it counts none). ``make_rows()`` gives
+    a fresh iterator of row blocks each time (``retrieval_rows``, ``OtRows.blocks``)."""
+    out = concentration(make_rows(), top).summary()
+    if lineage is not None:
+        off = off_lineage_mass(make_rows(), labels, lineage)
+        out["off_lineage_mass"] = float(np.nanmean(off)) if not np.isnan(off).all() else np.nan
+    return out
+
+
 def theorem1_check(bundle: FeaturesBundle, name: str, epsilons: Sequence[float] = EPSILONS, seed: int = 0,
                    device: str = "auto", top: int = TOP,
                    progress: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -286,29 +306,26 @@ def theorem1_check(bundle: FeaturesBundle, name: str, epsilons: Sequence[float] 
     space = semantic_space_for(bundle, (Bank.NOUNS,), default_n_centres(bundle.n_images, k, base.train_size),
                                base, seed)
     selection = space.selections[Bank.NOUNS]
-    lineage = class_lineage(bundle.class_names, bundle.noun_synsets[selection.bank_index])
+    images, texts = bundle.image_embeddings, selection.embeddings
+    lineage = bundle_lineage(bundle, selection.bank_index)
     # what a row that says nothing gets: equal mass on every selected noun
-    uniform = off_lineage_mass(plan_rows(np.ones((bundle.n_images, len(selection)), dtype=np.float32)),
-                               bundle.labels, lineage)
+    uniform = off_lineage_mass(plan_rows(np.ones((len(images), len(texts)), dtype=np.float32)), bundle.labels,
+                               lineage)
     present = np.unique(bundle.labels[bundle.labels >= 0])
-    counted = ~np.isnan(uniform)
-    common = {"bundle": name, "n_images": bundle.n_images, "n_classes": k, "n_texts": len(selection),
+    common = {"bundle": name, "n_images": len(images), "n_classes": k, "n_texts": len(texts),
               "resolved_class_share": float(lineage.resolved[present].mean()),
-              "counted_image_share": float(counted.mean()),
-              "uniform_off_lineage_mass": float(np.nanmean(uniform)) if counted.any() else np.nan}
+              "counted_image_share": float(np.mean(~np.isnan(uniform))),
+              "uniform_off_lineage_mass": float(np.nanmean(uniform)) if not np.isnan(uniform).all() else np.nan}
     records = []
     for eps in epsilons:
-        config = CaeConfig(device=device, epsilon=float(eps))
         if progress:
             progress(f"{name}: eps = {eps:g}")
-        ot = ot_rows(bundle.image_embeddings, selection.embeddings, config)
-        for kind, make, converged in (("ot", ot.blocks, ot.converged),
-                                      ("softmax", lambda: retrieval_rows(bundle.image_embeddings, selection.embeddings,
-                                                                         eps, device=device), True)):
-            off = off_lineage_mass(make(), bundle.labels, lineage)
+        ot = ot_rows(images, texts, CaeConfig(device=device, epsilon=float(eps)))
+        for kind, make_rows, converged in (
+                ("ot", ot.blocks, ot.converged),
+                ("softmax", lambda: retrieval_rows(images, texts, eps, device=device), True)):
             records.append({**common, "epsilon": float(eps), "alignment": kind, "converged": converged,
-                            "off_lineage_mass": float(np.nanmean(off)) if counted.any() else np.nan,
-                            **concentration(make(), top).summary()})
+                            **measure_rows(make_rows, bundle.labels, lineage, top)})
     return pd.DataFrame.from_records(records)
 
 
