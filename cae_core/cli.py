@@ -173,12 +173,15 @@ def run_sweep(args: argparse.Namespace) -> int:
 def run_theorem1(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .analysis.concentration import EPSILONS, TOP, theorem1_check, theorem1_markdown
+    from .analysis.concentration import EPSILONS, TOP, theorem1_check, theorem1_classes, theorem1_markdown
     from .files import atomic_write_text
 
+    bundles = {path.stem: load_bundle(path) for path in args.features}
+    for name, bundle in bundles.items():  # every bundle checked before the first one's minutes of work
+        theorem1_classes(bundle, name)
     report = None if args.quiet else (lambda message: print(f"[theorem1] {message}", file=sys.stderr))
-    tables = [theorem1_check(load_bundle(path), path.stem, args.epsilon or EPSILONS, args.seed, args.device,
-                             progress=report) for path in args.features]
+    tables = [theorem1_check(bundle, name, args.epsilon or EPSILONS, args.seed, args.device, progress=report)
+              for name, bundle in bundles.items()]
     table = pd.concat(tables, ignore_index=True)
     markdown = theorem1_markdown(table, TOP)
     for path in (atomic_write_text(args.out / "theorem1.csv", table.to_csv(index=False)),

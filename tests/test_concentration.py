@@ -13,7 +13,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cae_core import CaeError, load_bundle, run_methods
+from cae_core import CaeError, FeaturesBundle, load_bundle, run_methods, save_bundle
 from cae_core.analysis.concentration import ClassLineage, class_lineage, class_senses, concentration, in_lineage, \
     measure_rows, off_lineage_mass, plan_rows, row_concentration
 from cae_core.cli import main
@@ -192,3 +192,16 @@ def test_correspondences_page_shows_the_concentration_of_the_real_demo(tmp_path_
         assert own["effective texts"] == pytest.approx(np.exp(-(row * np.log(row)).sum()), rel=1e-4)
         assert 1 <= rows.loc[("softmax", "this image"), "effective texts"] <= len(plan[image])
     assert any("Effective texts = exp(entropy" in caption.value for caption in at.caption)
+
+
+def test_theorem1_refuses_a_bundle_without_labels_in_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    bundle = FeaturesBundle(rng.normal(size=(20, 4)), rng.normal(size=(6, 4)), np.array([f"n{i}" for i in range(6)]),
+                            rng.normal(size=(3, 4)), np.array(["c0", "c1", "c2"]))
+    path = save_bundle(bundle, tmp_path / "unlabelled.npz")
+    # named second: refused before the first bundle's work starts
+    assert main(["theorem1", "--features", str(real_bundle_path("stl10-vitb16")), str(path),
+                 "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error == "error: unlabelled: Theorem 1's check needs labels and class names; this bundle lacks them\n"
+    assert not (tmp_path / "out").exists()

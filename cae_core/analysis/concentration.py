@@ -263,10 +263,13 @@ def off_lineage_mass(blocks: RowBlocks, labels: np.ndarray, lineage: ClassLineag
     return out
 
 
-def n_labelled_classes(bundle: FeaturesBundle) -> int:
-    """How many classes the bundle's labels use (K for the check)."""
+def theorem1_classes(bundle: FeaturesBundle, name: str) -> int:
+    """K for the check (the number of classes the labels use), once the bundle is known to have what the
+    check needs: labels, class names and the nouns' WordNet synsets."""
     if not bundle.has_labels or bundle.class_names is None:
-        raise CaeError("Theorem 1's check needs labels and class names; this bundle lacks them")
+        raise CaeError(f"{name}: Theorem 1's check needs labels and class names; this bundle lacks them")
+    if bundle.noun_synsets is None:
+        raise CaeError(f"{name}: Theorem 1's check needs the nouns' WordNet synsets (noun_synsets)")
     return int(np.unique(bundle.labels[bundle.labels >= 0]).size)
 
 
@@ -299,9 +302,7 @@ def theorem1_check(bundle: FeaturesBundle, name: str, epsilons: Sequence[float] 
     concentration summary and the resolved shares."""
     if not epsilons or any(not eps > 0 for eps in epsilons):
         raise CaeError(f"epsilons must be positive, got {list(epsilons)!r}")
-    k = n_labelled_classes(bundle)
-    if bundle.noun_synsets is None:
-        raise CaeError(f"{name}: Theorem 1's check needs the nouns' WordNet synsets (noun_synsets)")
+    k = theorem1_classes(bundle, name)
     base = CaeConfig(device=device)
     space = semantic_space_for(bundle, (Bank.NOUNS,), default_n_centres(bundle.n_images, k, base.train_size),
                                base, seed)
