@@ -1,4 +1,4 @@
-"""``python -m cae_core``: encode, caption, cluster, compare, sweep, demo, bench, cache.
+"""``python -m cae_core``: encode, caption, cluster, compare, sweep, theorem1, demo, bench, cache.
 
 Every request that cannot be met ends with one line on stderr and exit code 2, never a traceback.
 """
@@ -190,6 +190,27 @@ def run_sweep(args: argparse.Namespace) -> int:
     for path in write_sweep(table, args.out, comparison):
         print(path)
     print(sweep_markdown(table, comparison))
+    return 0
+
+
+def run_theorem1(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .analysis.concentration import EPSILONS, TOP, theorem1_check, theorem1_classes, theorem1_markdown
+    from .files import atomic_write_text
+
+    bundles = {path.stem: load_bundle(path) for path in args.features}
+    for name, bundle in bundles.items():  # every bundle checked before the first one's minutes of work
+        theorem1_classes(bundle, name)
+    report = None if args.quiet else (lambda message: print(f"[theorem1] {message}", file=sys.stderr))
+    tables = [theorem1_check(bundle, name, args.epsilon or EPSILONS, args.seed, args.device, progress=report)
+              for name, bundle in bundles.items()]
+    table = pd.concat(tables, ignore_index=True)
+    markdown = theorem1_markdown(table, TOP)
+    for path in (atomic_write_text(args.out / "theorem1.csv", table.to_csv(index=False)),
+                 atomic_write_text(args.out / "theorem1.md", markdown + "\n")):
+        print(path)
+    print(markdown)
     return 0
 
 
@@ -404,7 +425,7 @@ def run_cache(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cae_core", description="CAE Explorer's engine: encode, "
-                                     "caption, cluster, compare, sweep, demo, bench, cache.")
+                                     "caption, cluster, compare, sweep, theorem1, demo, bench, cache.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     cluster = commands.add_parser("cluster", help="cluster a features bundle with one method")
@@ -434,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
         sweep.add_argument(flag, dest=field, type=_list_of(kind), default=None,
                            help=f"comma-separated values of {field}")
     sweep.set_defaults(handler=run_sweep)
+
+    theorem1 = commands.add_parser("theorem1", help="Theorem 1 on real features: OT against softmax at one "
+                                   "temperature, mass on nouns outside each image's class lineage, row concentration")
+    theorem1.add_argument("--features", required=True, type=Path, nargs="+", help="labelled features bundles (.npz)")
+    theorem1.add_argument("--out", required=True, type=Path, help="output folder (theorem1.csv, theorem1.md)")
+    theorem1.add_argument("--epsilon", type=_list_of(float), default=None,
+                          help="comma-separated temperatures (default 0.1,0.05,0.02,0.01,0.005)")
+    theorem1.add_argument("--seed", type=int, default=0, help="the semantic space's seed (default 0)")
+    theorem1.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    theorem1.add_argument("--quiet", action="store_true")
+    theorem1.set_defaults(handler=run_theorem1)
 
     demo = commands.add_parser("demo", help="run every method on a ready-made demo and print the table")
     demo.add_argument("--name", default=None, help="a demo (see --list); default stl10-vitb16 when present")

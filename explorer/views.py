@@ -156,6 +156,32 @@ def softmax_contrast(ws: Workspace, result: ClusteringResult, bank: Bank) -> Ali
                    lambda: align_bank(ws.bundle.image_embeddings, selection.embeddings, Softmax(), result.config))
 
 
+def concentrations(ws: Workspace, result: ClusteringResult) -> dict[Bank, dict[str, analysis.RowConcentration]]:
+    """Per bank, how concentrated every image's row is under the run's OT and under softmax retrieval at
+    the same temperature (the contrast beside it)."""
+    images, config = ws.bundle.image_embeddings, result.config
+
+    def measure(texts: np.ndarray) -> dict[str, analysis.RowConcentration]:
+        return {"OT": analysis.concentration(analysis.ot_rows(images, texts, config).blocks()),
+                "softmax": analysis.row_concentration(images, texts, config.epsilon, device=config.device)}
+    return ws.memo(("concentration", result.method),
+                   lambda: {bank: measure(part.selection.embeddings) for bank, part in result.aligned.items()})
+
+
+def concentration_table(ws: Workspace, result: ClusteringResult, image: int) -> pd.DataFrame:
+    """For each bank and alignment: the image's top-1 share, top-10 share and effective number of texts,
+    and the run's medians over the images."""
+    rows = []
+    for bank, measured in concentrations(ws, result).items():
+        for kind, measure in measured.items():
+            for of, values in (("this image", measure.of_image(image)), ("median over images", measure.median())):
+                rows.append({"texts": f"{bank} ({measure.n_texts})", "alignment": kind, "of": of,
+                             "top-1 share": values["top1_share"],
+                             f"top-{measure.k} share": values[f"top{measure.k}_share"],
+                             "effective texts": values["effective_texts"]})
+    return pd.DataFrame(rows)
+
+
 def matches(alignment: Alignment, selection: TextSelection, image: int, n: int = 5) -> pd.DataFrame:
     """An image's ``n`` heaviest matches: text, its share of the image's mass, cosine similarity."""
     top = alignment.top_text[image, :n]
