@@ -19,12 +19,11 @@ from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_me
 from cae_core.method import FUSION_CHOICES
 from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
 
+from .navigation import DATASET_PAGE, take_over
 from .state import Workspace, workspace
 
 logger = logging.getLogger(__name__)
 
-DATASET_PAGE = "steps/1_Dataset.py"
-CORRESPONDENCES_PAGE = "steps/3_Correspondences.py"
 BROWSE_KEY, MAP_SELECTION = "correspondences-mode", "map selection"  # the Correspondences page's image filter
 SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one point would select it alone)
 MAIN_METHOD = "cae"
@@ -48,6 +47,7 @@ def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
     opened from a link that names what to show, e.g. ``?word=crane``) opens the default demo when
     nothing is loaded, so a shared link never lands on an empty page.
     """
+    take_over()
     st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon=":material/explore:", layout="wide")
     st.title(title)
     st.caption(intro)
