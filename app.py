@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from cae_core.analysis import comparison_table
-from cae_core.inputs import find_demos
+from cae_core.inputs import fetchable_demos, find_demos
 from explorer.navigation import DATASET_PAGE, PAGES, navigation
-from explorer.widgets import DEMO_LINK_KEY, escape_markdown, open_demo, page_header, run_controls
+from explorer.widgets import DEMO_LINK_KEY, escape_markdown, fetch_with_progress, open_demo, page_header, \
+    run_controls
 
 
 def home() -> None:
@@ -29,7 +30,8 @@ def home() -> None:
     st.subheader("Try a demo")
     st.caption("One click loads a demo and runs CAE with its baselines and ablations; the link "
                "`?demo=NAME` does the same, so a demo can be shared.")
-    for demo in find_demos():
+    demos = find_demos()
+    for demo in demos:
         left, right = st.columns([4, 1], vertical_alignment="center")
         kind = "synthetic: planted embeddings, the words mean nothing" if demo.synthetic else "real CLIP features"
         left.markdown(f"**{escape_markdown(demo.name)}** · {demo.n_images:,} images"
@@ -43,6 +45,13 @@ def home() -> None:
             st.query_params["demo"] = demo.name
             if open_demo(ws, demo.name):
                 st.rerun()
+    for source in fetchable_demos(demos):
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.markdown(f"**{escape_markdown(source.name)}** · not on this machine: built from its public sources "
+                      f"({source.size / 2**20:.1f} MiB to download, checked against recorded checksums)")
+        left.caption(escape_markdown(source.description))
+        if right.button("Fetch", key=f"fetch-{source.name}") and fetch_with_progress(source.name):
+            st.rerun()
 
     st.subheader("The steps")
     for number, page in enumerate(PAGES, start=1):

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 
 from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_methods
 from cae_core.method import FUSION_CHOICES
-from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
+from cae_core.inputs import DEFAULT_DEMO, PLANTED, fetch_demo, find_demos, load_demo, load_image
 
 from .navigation import DATASET_PAGE, take_over
 from .state import Workspace, workspace
@@ -182,6 +182,25 @@ def run_all(ws: Workspace, methods: Sequence[str] = tuple(METHODS)) -> bool:
         ws.set_results(results)
         status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
                       expanded=False)
+    return True
+
+
+def fetch_with_progress(name: str) -> bool:
+    """Build the demo ``name`` from its public sources (``fetch_demo``) under a progress bar; False when it
+    failed (the reason is shown)."""
+    with st.status(f"Fetching {name}", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+
+        def progress(stage: str, fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
+
+        try:
+            path = fetch_demo(name, progress=progress)
+        except Exception as error:  # noqa: BLE001 - shown to the user, the page stays usable
+            status.update(label=f"Fetching {name} failed", state="error", expanded=True)
+            show_error(error)
+            return False
+        status.update(label=f"Fetched {name} into {path}", state="complete", expanded=False)
     return True
 
 

@@ -46,7 +46,12 @@ def download(url: str, dest: str | os.PathLike, sha256: str, size: int, *, what:
                 return dest
             if not _is_open_file(stream, part):  # the holder before us refused and deleted it: start anew
                 continue
-            _receive(url, stream, size, what, offline_hint, progress, stage)
+            try:
+                _receive(url, stream, size, what, offline_hint, progress, stage)
+            except CaeError:
+                if os.fstat(stream.fileno()).st_size == 0:  # nothing to resume from: leave no trace
+                    part.unlink(missing_ok=True)
+                raise
             digest = file_sha256(part)
             if digest != sha256:
                 part.unlink()
