@@ -53,8 +53,13 @@ def navigation(home: Callable[[], None]) -> st.navigation:
     """The app's navigation: ``home`` (titled Home, the default page) then every page of ``PAGES``."""
     global _drawn
     _drawn = True
-    return st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True)]
-                         + [st.Page(page.path, title=page.title) for page in PAGES])
+    return st.navigation(_pages(home))
+
+
+def _pages(home: Callable[[], None]) -> list:
+    # the default page's URL is the root: a page of PAGES as the default would lose its own URL path
+    return ([st.Page(home, title="Home", icon=":material/home:", default=True)]
+            + [st.Page(page.path, title=page.title) for page in PAGES])
 
 
 def take_over() -> None:
@@ -66,5 +71,9 @@ def take_over() -> None:
     """
     ctx = get_script_run_ctx()
     if not _drawn and ctx is not None and Path(ctx.main_script_path).resolve() == APP:
-        st.navigation([st.Page(page.path, title=page.title) for page in PAGES], position="hidden")
+        st.navigation(_pages(_rerun_first), position="hidden")
         st.rerun()
+
+
+def _rerun_first() -> None:
+    """Home in the navigation ``take_over`` draws for one moment: never run, the run starts again first."""

@@ -226,3 +226,13 @@ def test_home_offers_fetch_and_then_opens_the_demo(manifest):
     assert fetched_path(NAME).is_file()
     assert not [button for button in at.button if button.key == f"fetch-{NAME}"]
     assert at.button(key=f"demo-{NAME}").label == "Open"
+
+
+def test_home_says_in_one_line_when_a_fetch_fails_and_stays_usable(manifest, monkeypatch):
+    closed = {key: dataclasses.replace(file, url=f"http://127.0.0.1:9/{key}") for key, file in manifest.files.items()}
+    monkeypatch.setattr(demo_sources, "DEMO_SOURCES", {NAME: dataclasses.replace(manifest, files=closed)})
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.button(key=f"fetch-{NAME}").click().run()
+    assert not at.exception
+    assert [error.value for error in at.error if "cannot download" in error.value and "CAE_DATA_DIR" in error.value]
+    assert at.button(key=f"fetch-{NAME}") and not fetched_path(NAME).exists()

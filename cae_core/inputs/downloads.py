@@ -37,20 +37,22 @@ def download(url: str, dest: str | os.PathLike, sha256: str, size: int, *, what:
     dest = Path(dest)
     if len(sha256) != 64:
         raise CaeError(f"{what}: the recorded SHA-256 {sha256!r} is not 64 hex digits")
+    if dest.is_file() and file_sha256(dest) == sha256:
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(dest)
     while True:
         with open(part, "ab") as stream:
             fcntl.flock(stream.fileno(), fcntl.LOCK_EX)  # another process fetching it: wait for its result
-            if dest.is_file() and file_sha256(dest) == sha256:
+            if dest.is_file() and file_sha256(dest) == sha256:  # that process finished it
+                _discard_if_empty(stream, part)
                 return dest
             if not _is_open_file(stream, part):  # the holder before us refused and deleted it: start anew
                 continue
             try:
                 _receive(url, stream, size, what, offline_hint, progress, stage)
             except CaeError:
-                if os.fstat(stream.fileno()).st_size == 0:  # nothing to resume from: leave no trace
-                    part.unlink(missing_ok=True)
+                _discard_if_empty(stream, part)  # nothing to resume from: leave no trace
                 raise
             digest = file_sha256(part)
             if digest != sha256:
@@ -59,6 +61,11 @@ def download(url: str, dest: str | os.PathLike, sha256: str, size: int, *, what:
                                f"{sha256[:16]}… (the file was deleted; the source changed or the transfer was "
                                "altered)")
             return publish(part, dest)
+
+
+def _discard_if_empty(stream, part: Path) -> None:
+    if os.fstat(stream.fileno()).st_size == 0 and _is_open_file(stream, part):
+        part.unlink(missing_ok=True)
 
 
 def _is_open_file(stream, path: Path) -> bool:
@@ -81,6 +88,7 @@ def _receive(url: str, stream, size: int, what: str, offline_hint: str, progress
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
+        stream.truncate(0)  # e.g. 416 for a range past the end: whatever was kept, the next attempt starts anew
         raise CaeError(f"cannot download {what}: {url} answered {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
