@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 
@@ -49,14 +50,14 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 _drawn = False  # whether app.py has drawn the navigation in this process
 
 
-def navigation(home: Callable[[], None]) -> st.navigation:
+def navigation(home: Callable[[], None]) -> StreamlitPage:
     """The app's navigation: ``home`` (titled Home, the default page) then every page of ``PAGES``."""
     global _drawn
     _drawn = True
     return st.navigation(_pages(home))
 
 
-def _pages(home: Callable[[], None]) -> list:
+def _pages(home: Callable[[], None]) -> list[StreamlitPage]:
     # the default page's URL is the root: a page of PAGES as the default would lose its own URL path
     return ([st.Page(home, title="Home", icon=":material/home:", default=True)]
             + [st.Page(page.path, title=page.title) for page in PAGES])

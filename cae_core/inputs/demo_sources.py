@@ -135,6 +135,8 @@ def _semanticlip_bundle(paths: Mapping[str, Path]) -> FeaturesBundle:
         metadata=metadata, **_detic_banks(paths))
 
 
+# The class names the sources' label numbers stand for, as in the shared bundles: OpenAI's CLIP prompt lists
+# in CoOp's label order (Caltech-101: CoOp's names); SemantiCLIP's notebook names its ten Food-101 classes.
 DTD_CLASSES = ("banded|blotchy|braided|bubbly|bumpy|chequered|cobwebbed|cracked|crosshatched|crystalline|dotted|"
                "fibrous|flecked|freckled|frilly|gauzy|grid|grooved|honeycombed|interlaced|knitted|lacelike|lined|"
                "marbled|matted|meshed|paisley|perforated|pitted|pleated|polka-dotted|porous|potholed|scaly|smeared|"
