@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .analysis.sweep import LABELS, METRICS, REFERENCE
 from .errors import CaeError
+from .progress import no_progress
 from .inputs.bundle import load_bundle, save_bundle
 from .inputs.cache import cache_dir, clear_cache, list_entries
 from .inputs.encode import RANDOM_WEIGHTS, encode_dataset
@@ -217,13 +218,32 @@ def run_theorem1(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from .analysis.comparison import cluster_summary
     from .analysis.export import comparison_table
-    from .inputs.demos import DEFAULT_DEMO, find_demos, load_demo
+    from .inputs.demo_sources import fetch_demo
+    from .inputs.demos import DEFAULT_DEMO, fetchable_demos, find_demos, load_demo
 
+    if args.fetch:
+        here = next((demo for demo in find_demos() if demo.name == args.fetch and demo.path is not None), None)
+        if here is not None:
+            print(f"{here.path} (already here: nothing to fetch)")
+            return 0
+        progress = None if args.quiet else _TqdmProgress()
+        try:
+            path = fetch_demo(args.fetch, progress=progress or no_progress)
+        finally:
+            if progress is not None:
+                progress.close()
+        print(path)
+        print(f"open it with: python -m cae_core demo --name {args.fetch}, or on the app's Home")
+        return 0
     if args.list:
-        for demo in find_demos():
+        demos = find_demos()
+        for demo in demos:
             print(f"{demo.name}: {demo.n_images:,} images, {demo.model}, {demo.n_nouns:,} nouns, "
                   f"{demo.n_captions:,} captions{'' if demo.has_pictures else ', no pictures'}"
                   f"{' (synthetic)' if demo.synthetic else ''}")
+        for source in fetchable_demos(demos):
+            print(f"{source.name}: not here; --fetch {source.name} builds it from its public sources "
+                  f"({source.size / 2**20:.1f} MiB to download): {source.description}")
         return 0
     name = args.name or next((demo.name for demo in find_demos() if demo.name == DEFAULT_DEMO), "planted")
     bundle, _, demo = load_demo(name)
@@ -471,7 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--name", default=None, help="a demo (see --list); default stl10-vitb16 when present")
     demo.add_argument("--clusters", type=int, default=None, help="K (default: the demo's number of classes)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--list", action="store_true", help="list the demos found and stop")
+    demo.add_argument("--list", action="store_true", help="list the demos found (and those --fetch can build) and stop")
+    demo.add_argument("--fetch", metavar="NAME", default=None,
+                      help="build the demo NAME from its public sources (downloads checked against recorded "
+                           "SHA-256, kept in CAE_CACHE_DIR) and stop")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(handler=run_demo)
 

@@ -1,12 +1,15 @@
 """Atomic file and folder writing: the one place the engine and the explorer write files.
 
 A reader (another process, a crashed run's successor) sees no file or a whole one, never half of one:
-everything is written beside its destination under a temporary name, then renamed over it.
+everything is written beside its destination under a temporary name, then renamed over it. A download
+that may be resumed keeps its unfinished bytes under a fixed name instead (``partial_path``, ``publish``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import shutil
 import tempfile
@@ -70,3 +73,26 @@ def atomic_folder(dest: str | os.PathLike, fill: Callable[[Path], Any]) -> Path:
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return dest
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where a resumable writer of ``path`` keeps its unfinished bytes: beside it under a fixed hidden name,
+    so that a later attempt finds them (``atomic_path``'s temporary names die with the attempt)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.part")
+
+
+def publish(partial: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Turn the finished ``partial`` into ``path`` in one rename: readers see no file or the whole one."""
+    os.chmod(partial, 0o666 & ~_UMASK)
+    os.replace(partial, path)
+    return Path(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's content, hex, read in blocks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(functools.partial(stream.read, 2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()

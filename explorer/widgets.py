@@ -17,14 +17,13 @@ from PIL import Image, ImageOps
 
 from cae_core import CaeError, ClusteringResult, FeaturesBundle, run_methods
 from cae_core.method import DEFAULT_METHOD, FUSION_CHOICES, available_methods
-from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
+from cae_core.inputs import DEFAULT_DEMO, PLANTED, fetch_demo, find_demos, load_demo, load_image
 
+from .navigation import DATASET_PAGE, take_over
 from .state import Workspace, workspace
 
 logger = logging.getLogger(__name__)
 
-DATASET_PAGE = "steps/1_Dataset.py"
-CORRESPONDENCES_PAGE = "steps/3_Correspondences.py"
 BROWSE_KEY, MAP_SELECTION = "correspondences-mode", "map selection"  # the Correspondences page's image filter
 SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one point would select it alone)
 MAIN_METHOD = DEFAULT_METHOD
@@ -48,6 +47,7 @@ def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
     opened from a link that names what to show, e.g. ``?word=crane``) opens the default demo when
     nothing is loaded, so a shared link never lands on an empty page.
     """
+    take_over()
     st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon=":material/explore:", layout="wide")
     st.title(title)
     st.caption(intro)
@@ -185,6 +185,25 @@ def run_all(ws: Workspace, methods: Sequence[str] | None = None) -> bool:
         ws.set_results(results)
         status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
                       expanded=False)
+    return True
+
+
+def fetch_with_progress(name: str) -> bool:
+    """Build the demo ``name`` from its public sources (``fetch_demo``) under a progress bar; False when it
+    failed (the reason is shown)."""
+    with st.status(f"Fetching {name}", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+
+        def progress(stage: str, fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
+
+        try:
+            path = fetch_demo(name, progress=progress)
+        except Exception as error:  # noqa: BLE001 - shown to the user, the page stays usable
+            status.update(label=f"Fetching {name} failed", state="error", expanded=True)
+            show_error(error)
+            return False
+        status.update(label=f"Fetched {name} into {path}", state="complete", expanded=False)
     return True
 
 

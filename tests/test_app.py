@@ -19,8 +19,8 @@ from explorer.widgets import escape_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
-PAGES = [None] + sorted(f"steps/{path.name}" for path in (REPO / "steps").glob("[0-9]_*.py"))
-GUIDED_PAGES = ("steps/2_Semantic_space.py", "steps/3_Correspondences.py", "steps/4_Embedding_map.py")
+PAGES = [None] + sorted(f"pages/{path.name}" for path in (REPO / "pages").glob("[0-9]_*.py"))
+GUIDED_PAGES = ("pages/2_Semantic_space.py", "pages/3_Correspondences.py", "pages/4_Embedding_map.py")
 TIMEOUT = 300
 
 
@@ -97,7 +97,7 @@ def test_home_says_what_is_loaded(workspace):
 
 
 def test_semantic_space_page(workspace):
-    at = open_page("steps/2_Semantic_space.py", workspace)
+    at = open_page("pages/2_Semantic_space.py", workspace)
     assert_clean(at)
     centres, = tables_with(at, "top nouns")
     n_centres = workspace.results["cae"].semantic_space.n_centres
@@ -124,7 +124,7 @@ def test_semantic_space_page(workspace):
 
 
 def test_correspondences_page(workspace):
-    at = open_page("steps/3_Correspondences.py", workspace)
+    at = open_page("pages/3_Correspondences.py", workspace)
     assert_clean(at)
     tables = tables_with(at, "mass")  # OT and softmax for nouns, then for captions
     assert len(tables) == 4
@@ -155,7 +155,7 @@ def test_correspondences_page_says_when_the_modality_gap_drives_the_weights(work
     paper = Workspace(bundle=workspace.bundle, image_root=workspace.image_root, n_clusters=workspace.n_clusters,
                       config=CaeConfig(fusion="paper"))
     paper.set_results(run_methods(paper.bundle, ["cae"], paper.n_clusters, config=paper.config))
-    at = open_page("steps/3_Correspondences.py", paper)
+    at = open_page("pages/3_Correspondences.py", paper)
     assert_clean(at)
     assert any("driven by the modality gap" in warning.value for warning in at.warning)
     offsets = tables_with(at, "offset")[0]
@@ -163,7 +163,7 @@ def test_correspondences_page_says_when_the_modality_gap_drives_the_weights(work
 
 
 def test_embedding_map_page(workspace):
-    at = open_page("steps/4_Embedding_map.py", workspace)
+    at = open_page("pages/4_Embedding_map.py", workspace)
     assert_clean(at)
     specs = plotly_specs(at)
     assert len(specs) == 4 and all('"scatter' in spec for spec in specs)
@@ -181,7 +181,7 @@ def test_a_selection_is_highlighted_in_every_map_listed_and_browsable(workspace)
     ws = dataclasses.replace(workspace)  # its own selection; the runs are shared
     chosen = np.flatnonzero(ws.results["cae"].assignments == 1)[:12]
     ws.select(chosen, "Image embeddings")
-    at = open_page("steps/4_Embedding_map.py", ws)
+    at = open_page("pages/4_Embedding_map.py", ws)
     assert_clean(at)
     specs = [json.loads(spec) for spec in plotly_specs(at)]
     assert len(specs) == 4
@@ -203,7 +203,7 @@ def test_a_selection_is_highlighted_in_every_map_listed_and_browsable(workspace)
     assert any(str(texts[0]) in text.value and "images send it part of their mass" in text.value
                for text in at.markdown)
 
-    at = open_page("steps/3_Correspondences.py", ws)
+    at = open_page("pages/3_Correspondences.py", ws)
     at.radio(key="correspondences-mode").set_value("map selection").run()
     assert_clean(at)
     assert at.number_input[0].max == len(chosen)
@@ -211,7 +211,7 @@ def test_a_selection_is_highlighted_in_every_map_listed_and_browsable(workspace)
 
 
 def test_clusters_page_estimates_k_and_shows_quality_without_labels(workspace):
-    at = open_page("steps/5_Clusters.py", workspace)
+    at = open_page("pages/5_Clusters.py", workspace)
     assert_clean(at)
     quality, = tables_with(at, "silhouette")
     assert quality["cluster"].iloc[-1] == "all" and quality["size"].iloc[-1] == workspace.bundle.n_images
@@ -225,7 +225,7 @@ def test_search_page_ranks_images_for_a_bank_word(workspace):
     noun = str(workspace.results["cae"].semantic_space.nouns.texts[0])
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.session_state[WORKSPACE_KEY] = workspace
-    at.switch_page("steps/7_Search.py")
+    at.switch_page("pages/7_Search.py")
     at.query_params["q"] = noun
     at.run()
     assert_clean(at)
@@ -235,7 +235,7 @@ def test_search_page_ranks_images_for_a_bank_word(workspace):
 
 
 def test_dataset_page_refuses_paths_outside_the_allowed_roots():
-    at = open_page("steps/1_Dataset.py")
+    at = open_page("pages/1_Dataset.py")
     at.radio(key="source-kind").set_value("folder on the server").run()
     at.text_input(key="folder-path").input("/etc").run()
     assert not at.exception
@@ -248,7 +248,7 @@ def test_dataset_page_loads_a_bundle_from_the_server(workspace, tmp_path, monkey
     monkeypatch.setenv("CAE_ALLOWED_ROOTS", str(tmp_path))
     path = save_bundle(workspace.bundle, tmp_path / "features.npz")
     (tmp_path / "broken.npz").write_bytes(b"not a bundle")
-    at = open_page("steps/1_Dataset.py")
+    at = open_page("pages/1_Dataset.py")
     at.radio(key="bundle-how").set_value("file on the server").run()
     at.text_input(key="bundle-path").input(str(tmp_path / "broken.npz")).run()
     at.button(key="load-bundle").click().run()
@@ -271,7 +271,7 @@ def test_dataset_page_encodes_with_a_random_weight_model(tmp_path, monkeypatch):
                                                     "airplane", "automobile", "tree", "road"]))
     (tmp_path / "captions.txt").write_text("\n".join([f"a photo of a {word} number {i}" for i in range(4)
                                                       for word in ("cat", "dog", "ship", "car", "bird")]))
-    at = open_page("steps/1_Dataset.py")
+    at = open_page("pages/1_Dataset.py")
     at.selectbox(key="shared-set").set_value("cifar10-test").run()
     at.number_input(key="limit").set_value(24).run()
     assert_clean(at)

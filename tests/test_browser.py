@@ -248,6 +248,30 @@ def test_a_word_link_opens_the_default_demo_with_the_words_senses(server, browse
         assert f"one sense of “{word}” only" in source
 
 
+def no_dialog(driver) -> None:
+    dialogs = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDialog"]')
+    assert not dialogs, [dialog.text[:200] for dialog in dialogs]  # e.g. "Page not found"
+
+
+@needs_real_demo
+@pytest.mark.parametrize("link, title", [("Polysemy?word=crane", "Polysemy"), ("Dataset", "Dataset")])
+def test_a_fresh_server_opened_on_a_page_link_reads_home_in_the_sidebar(tmp_path, browser, link, title):
+    """The first request a new server gets is a page link: Streamlit's folder convention for pages/ would draw
+    that run's sidebar (first entry "app"); the app's own navigation must draw it instead, on the same page."""
+    with serve_app(tmp_path) as url:
+        browser.get(f"{url}/{link}")
+        check(browser, title, f"fresh-server-{title}")
+        time.sleep(1)  # a dialog comes after the page
+        no_dialog(browser)
+        links = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+        titles = [link.text.strip().splitlines()[-1] for link in links]  # an icon's name may come first
+        assert titles == ["Home"] + [title for path, title in PAGES.items() if path]
+        assert browser.current_url.endswith(f"/{link}")
+        if title == "Polysemy":
+            source = browser.page_source
+            assert "crane.n.04" in source and "crane.n.05" in source
+
+
 HIGHLIGHTED_JS = """return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => {
     const t = g.data.find(trace => trace.name === 'selection'); return t ? Array.from(t.ids).map(Number) : null; })"""
 

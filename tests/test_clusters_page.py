@@ -1,4 +1,4 @@
-"""AppTest of steps/5_Clusters.py: scores, confusion matrix, named clusters, method comparison, downloads."""
+"""AppTest of pages/5_Clusters.py: scores, confusion matrix, named clusters, method comparison, downloads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cae_core import METHODS, run_methods
 from explorer.state import Workspace
 from polysemy_data import crane_bundle
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "5_Clusters.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "5_Clusters.py")
 
 
 @pytest.fixture(scope="module")

@@ -89,7 +89,7 @@ def test_rates_are_measured_on_this_machine(clip_model):
 def test_dataset_page_preset_sets_the_encoding_widgets():
     if not CIFAR.is_dir():
         pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR}")
-    at = AppTest.from_file(str(REPO / "steps" / "1_Dataset.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(REPO / "pages" / "1_Dataset.py"), default_timeout=120).run()
     at.radio(key="preset").set_value("quick").run()
     at.selectbox(key="shared-set").set_value("cifar10-test").run()
     assert not at.exception and not at.warning  # no widget was given a value twice

@@ -19,7 +19,7 @@ from cae_core import METHODS, run_methods
 from explorer.state import Workspace
 from polysemy_data import crane_bundle
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "5_Clusters.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "5_Clusters.py")
 SEED = 3
 
 

@@ -15,7 +15,7 @@ from cae_core.cli import main
 from cae_core.inputs.corpora import read_per_image_captions
 from explorer.state import Workspace
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "3_Correspondences.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Correspondences.py")
 CSV = """image_id,caption
 airplane/0000.jpg,A small plane on a runway.
 airplane/0000.jpg,An aircraft seen from the side.

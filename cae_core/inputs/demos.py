@@ -1,4 +1,5 @@
-"""Ready-made demos: every features bundle under ``<data_dir>/embeddings/`` and one planted (synthetic) set.
+"""Ready-made demos: every features bundle under ``<data_dir>/embeddings/``, those fetched from their public
+sources into ``<cache>/demos/`` (``demo_sources.py``) and one planted (synthetic) set.
 
 A demo is found without reading its embeddings (shapes come from the ``.npy`` headers inside the
 ``.npz``), so the home page can list large bundles at no cost.
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..config import data_dir as default_data_dir
 from ..errors import CaeError
+from . import demo_sources
 from .bundle import FeaturesBundle, image_root_of, load_bundle
 from .synthetic import planted_bundle
 
@@ -85,12 +87,17 @@ def _describe(path: Path) -> Demo | None:
 
 
 def find_demos(data_dir: Path | None = None) -> list[Demo]:
-    """Every features bundle under ``<data_dir>/embeddings/`` (``*.npz``, one folder deep), the default
-    first, then the planted demo. Files that are not bundles are passed over."""
+    """Every features bundle under ``<data_dir>/embeddings/`` (``*.npz``, one folder deep), then those fetched
+    (a name found in both is read from ``data_dir``), the default first, then the planted demo. Files that
+    are not bundles are passed over."""
     folder = Path(data_dir if data_dir is not None else default_data_dir()) / "embeddings"
     paths = sorted(folder.glob("*.npz")) + sorted(folder.glob("*/*.npz")) if folder.is_dir() else []
-    demos = [demo for demo in map(_describe, paths) if demo is not None]
-    demos.sort(key=lambda demo: demo.name != DEFAULT_DEMO)
+    paths += sorted(demo_sources.fetched_dir().glob("*/*.npz"))
+    found = {}
+    for demo in map(_describe, paths):
+        if demo is not None:
+            found.setdefault(demo.name, demo)
+    demos = sorted(found.values(), key=lambda demo: demo.name != DEFAULT_DEMO)
     bundle = _planted_demo_bundle()
     demos.append(Demo(PLANTED, None, bundle.metadata["model"], bundle.n_images, len(bundle.class_names),
                       len(bundle.nouns), len(bundle.captions), False, True,
@@ -99,11 +106,19 @@ def find_demos(data_dir: Path | None = None) -> list[Demo]:
     return demos
 
 
+def fetchable_demos(present: list[Demo]) -> list[demo_sources.DemoSource]:
+    """The demos that can be built from their public sources and are not among ``present``."""
+    names = {demo.name for demo in present}
+    return [source for name, source in demo_sources.DEMO_SOURCES.items() if name not in names]
+
+
 def load_demo(name: str, data_dir: Path | None = None) -> tuple[FeaturesBundle, Path | None, Demo]:
     """(bundle, folder of its pictures or None, its description) for the demo called ``name``."""
     demos = {demo.name: demo for demo in find_demos(data_dir)}
     if name not in demos:
-        raise CaeError(f"no demo called {name!r}; found: {', '.join(demos)}")
+        fetch = f" (it can be fetched: Fetch on Home, or python -m cae_core demo --fetch {name})" \
+            if name in demo_sources.DEMO_SOURCES else ""
+        raise CaeError(f"no demo called {name!r}{fetch}; found: {', '.join(demos)}")
     demo = demos[name]
     if demo.path is None:
         return _planted_demo_bundle(), None, demo

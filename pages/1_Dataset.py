@@ -11,6 +11,7 @@ from cae_core import data_dir, load_bundle
 from cae_core.inputs import BENCHMARKS, PRESETS, TAC_TEMPLATES, allowed_roots, dataset_choices, encode_dataset, \
     image_root_of, resolve_allowed_path
 from explorer import views
+from explorer.navigation import SEMANTIC_SPACE_PAGE
 from explorer.widgets import escape_markdown, image_grid, page_header, run_controls, show_error, user_errors
 from explorer.resources import clip_model, open_clip_models, pretrained_tags, saved_upload
 
@@ -227,4 +228,4 @@ if ws.bundle is not None:
     st.markdown("**Next: cluster** (CAE and its baselines, run once and kept for every page)")
     run_controls(ws, "dataset")
     if ws.results:
-        st.page_link("steps/2_Semantic_space.py", label="Continue with the semantic space", icon=":material/arrow_forward:")
+        st.page_link(SEMANTIC_SPACE_PAGE, label="Continue with the semantic space", icon=":material/arrow_forward:")
