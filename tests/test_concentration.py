@@ -169,7 +169,7 @@ def test_correspondences_page_shows_the_concentration_of_the_real_demo(tmp_path_
     ws.set_results(run_methods(bundle, ["cae"], 10, seed=0))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
     at.session_state[WORKSPACE_KEY] = ws
-    at.switch_page("steps/3_Correspondences.py")
+    at.switch_page("pages/3_Correspondences.py")
     at.run()
     assert not at.exception and not at.error
     table, = [frame.value for frame in at.dataframe if "effective texts" in frame.value.columns]
