@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import CaeError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: files get the usual mode (0644 under umask 022), not mkstemp's 0600
 
@@ -35,6 +37,25 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | os.PathLike, folder: bool, option: str = "--out") -> Path:
+    """Make sure files can be written at ``path`` (a folder, or a file when not ``folder``) before any
+    long work: the folder is created, a temporary file written and removed. Else a ``CaeError`` naming
+    ``option`` and the path."""
+    path = Path(path).expanduser()
+    target = path if folder else path.parent
+    if path.exists() and path.is_dir() != folder:
+        raise CaeError(f"{option} {path} is {'a file' if folder else 'a folder'}; give "
+                       f"{'a folder' if folder else 'a file name'} there")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as error:
+        raise CaeError(f"cannot write {option} {path} ({error.strerror or error}); choose a folder you can "
+                       "write to") from error
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes, *, durable: bool = False) -> Path:
