@@ -41,13 +41,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 def check_writable(path: str | os.PathLike, folder: bool, option: str = "--out") -> Path:
     """Make sure files can be written at ``path`` (a folder, or a file when not ``folder``) before any
-    long work: the folder is created, a temporary file written and removed. Else a ``CaeError`` naming
-    ``option`` and the path."""
-    path = Path(path).expanduser()
+    long work, leaving no trace: missing folders are made, a temporary file is written in the deepest, and
+    all of them are removed again. Else a ``CaeError`` naming ``option`` and the path."""
+    path = Path(path).expanduser().absolute()
     target = path if folder else path.parent
     if path.exists() and path.is_dir() != folder:
         raise CaeError(f"{option} {path} is {'a file' if folder else 'a folder'}; give "
                        f"{'a folder' if folder else 'a file name'} there")
+    created = [parent for parent in (target, *target.parents) if not parent.exists()]
     try:
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=target):
@@ -55,6 +56,10 @@ def check_writable(path: str | os.PathLike, folder: bool, option: str = "--out")
     except OSError as error:
         raise CaeError(f"cannot write {option} {path} ({error.strerror or error}); choose a folder you can "
                        "write to") from error
+    finally:
+        for folder_made in created:  # deepest first; the writer makes them again once there is something to write
+            with contextlib.suppress(OSError):
+                folder_made.rmdir()
     return path
 
 
