@@ -151,7 +151,8 @@ def run_session(session: Session, url: str, start: threading.Barrier, profile: P
                                ('[data-testid="stAlertContentError"]', "error message")):
             session.errors += [f"{what}: {box.text[:200]}" for box in driver.find_elements(By.CSS_SELECTOR, selector)]
     except (WebDriverException, TimeoutError, threading.BrokenBarrierError) as error:
-        session.errors.append(f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}")
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        session.errors.append(f"{type(error).__name__}: {first_line}")
     finally:
         if driver is not None:
             driver.quit()

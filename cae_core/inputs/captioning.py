@@ -40,7 +40,8 @@ def generate_captions(clip: ClipModel, source: ImageSource, batch_size: int = 16
 
     check_caption_options(batch_size, max_tokens)
     if not hasattr(clip.model, "generate"):
-        raise CaeError(f"{clip.model_name} is not a CoCa model and writes no captions; use a CoCa model ({', '.join(CAPTIONING_MODELS)})")
+        raise CaeError(f"{clip.model_name} is not a CoCa model and writes no captions; use a CoCa model "
+                       f"({', '.join(CAPTIONING_MODELS)})")
     if not coca_model._has_transformers:  # open_clip's own flag: its CoCa generation imports transformers
         raise CaeError("writing captions with open_clip's CoCa needs the transformers package (open_clip 3.3 "
                        "works with transformers<4.56): pip install 'transformers<4.56'; or write the "
