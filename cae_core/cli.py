@@ -1,20 +1,25 @@
 """``python -m cae_core``: encode, caption, cluster, compare, sweep, theorem1, demo, bench, cache.
 
-Every request that cannot be met ends with one line on stderr and exit code 2, never a traceback.
+Every request that cannot be met (a bad option, a missing or unwritable file) ends with one line on stderr
+and exit code 2, never a traceback; an unexpected failure ends with one line and exit code 1, and its
+traceback only with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import errno
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from .analysis.sweep import LABELS, METRICS, REFERENCE
 from .errors import CaeError
 from .progress import no_progress
+from .files import check_writable
 from .inputs.bundle import load_bundle, save_bundle
 from .inputs.cache import cache_dir, clear_cache, list_entries
 from .inputs.encode import RANDOM_WEIGHTS, encode_dataset
@@ -133,6 +138,7 @@ def _list_of(kind):
 def run_cluster(args: argparse.Namespace) -> int:
     from .analysis.export import write_run
 
+    check_writable(args.out, folder=True)
     bundle = load_bundle(args.features)
     config, n_clusters = _config(args), args.clusters
     written = []
@@ -167,6 +173,7 @@ def _estimate_clusters(args: argparse.Namespace, bundle, config: CaeConfig) -> t
 def run_compare(args: argparse.Namespace) -> int:
     from .analysis.export import comparison_table, write_comparison
 
+    check_writable(args.out, folder=True)
     bundle = load_bundle(args.features)
     results = run_methods(bundle, None, args.clusters, config=_config(args), seed=args.seed,
                           progress=_progress_printer(args.quiet))
@@ -178,14 +185,16 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from .analysis.export import write_sweep
-    from .analysis.sweep import check_grid, check_runs, compare_sweep, load_bundles, reference_method, \
+    from .analysis.sweep import check_grid, check_runs, common_methods, compare_sweep, load_bundles, reference_method, \
         sweep_bundles, sweep_markdown
 
     grid = check_grid({field: getattr(args, field) for _, field, _ in _METHOD_OPTIONS if getattr(args, field)})
-    check_runs(args.methods, args.seeds)
-    reference = reference_method(args.methods, args.reference)
+    check_writable(args.out, folder=True)
     bundles = load_bundles(args.features)
-    table = sweep_bundles(bundles, args.clusters, grid, methods=args.methods, seeds=args.seeds,
+    methods = args.methods or common_methods(bundles)
+    check_runs(methods, args.seeds)
+    reference = reference_method(methods, args.reference)
+    table = sweep_bundles(bundles, args.clusters, grid, methods=methods, seeds=args.seeds,
                           base=CaeConfig(device=args.device), progress=_progress_printer(args.quiet))
     comparison = compare_sweep(table, args.metric, reference)
     for path in write_sweep(table, args.out, comparison):
@@ -247,7 +256,8 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0
     name = args.name or next((demo.name for demo in find_demos() if demo.name == DEFAULT_DEMO), "planted")
     bundle, _, demo = load_demo(name)
-    n_clusters = args.clusters or (len(bundle.class_names) if bundle.class_names is not None else 10)
+    n_clusters = args.clusters if args.clusters is not None else \
+        (len(bundle.class_names) if bundle.class_names is not None else 10)
     print(f"demo {demo.name}: {demo.description}")
     if demo.synthetic:
         print("(planted embeddings: the texts are synthetic names, the scores show the mechanics only)")
@@ -355,6 +365,7 @@ def run_encode(args: argparse.Namespace) -> int:
         return _print_estimates(args)
     if args.out is None:
         raise CaeError("encode needs --out (the bundle to write), unless --estimate")
+    check_writable(args.out, folder=False)
     shard = shard_from_env()
     writer = shard is None or shard.rank == 0
     pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
@@ -380,8 +391,10 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    from .inputs.captioning import generate_captions, write_captions
+    from .inputs.captioning import check_caption_options, generate_captions, write_captions
 
+    check_caption_options(args.batch_size, args.max_tokens)  # before the model's minutes of loading
+    check_writable(args.out, folder=False)
     pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
     if pretrained is None:
         print(f"warning: {args.model} with random weights writes meaningless captions", file=sys.stderr)
@@ -511,7 +524,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode_parser(commands)
     _add_caption_parser(commands)
     _add_cache_parser(commands)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
+    for command in commands.choices.values():  # also after the command; SUPPRESS keeps a --debug given before
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="print the traceback of an unexpected error")
     return parser
+
+
+# what to do about a failed file operation, by its errno
+_OS_ADVICE = {errno.ENOENT: "check the path", errno.ENOTDIR: "check the path",
+              errno.EACCES: "check its permissions or choose another path",
+              errno.EPERM: "check its permissions or choose another path",
+              errno.EROFS: "choose a location that is not read-only",
+              errno.ENOSPC: "free some disk space or write elsewhere (--out, CAE_CACHE_DIR)",
+              errno.EDQUOT: "free some disk space or write elsewhere (--out, CAE_CACHE_DIR)"}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a failed file operation: the file, the reason, and what to do."""
+    where = str(error.filename) if error.filename is not None else "a file"
+    if error.filename2 is not None:
+        where += f" -> {error.filename2}"
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"{where}: {reason}; {_OS_ADVICE.get(error.errno, 'check the path and its permissions')}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,9 +554,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except CaeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept in the cache and a rerun resumes from it", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - the promise above: one line, the traceback only on request
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(error, CaeError):
+            message, code = str(error), 2
+        elif isinstance(error, OSError):
+            message, code = os_error_message(error), 2
+        else:
+            first_line = (str(error).strip().splitlines() or [""])[0][:300]
+            message, code = f"unexpected {type(error).__name__}: {first_line}" + \
+                ("" if args.debug else "; rerun with --debug for the traceback, and report it"), 1
+        print(f"error: {message}", file=sys.stderr)
+        return code

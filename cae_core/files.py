@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import CaeError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: files get the usual mode (0644 under umask 022), not mkstemp's 0600
 
@@ -38,6 +40,30 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | os.PathLike, folder: bool, option: str = "--out") -> Path:
+    """Make sure files can be written at ``path`` (a folder, or a file when not ``folder``) before any
+    long work, leaving no trace: missing folders are made, a temporary file is written in the deepest, and
+    all of them are removed again. Else a ``CaeError`` naming ``option`` and the path."""
+    path = Path(path).expanduser().absolute()
+    target = path if folder else path.parent
+    if path.exists() and path.is_dir() != folder:
+        raise CaeError(f"{option} {path} is {'a file' if folder else 'a folder'}; give "
+                       f"{'a folder' if folder else 'a file name'} there")
+    created = [parent for parent in (target, *target.parents) if not parent.exists()]
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as error:
+        raise CaeError(f"cannot write {option} {path} ({error.strerror or error}); choose a folder you can "
+                       "write to") from error
+    finally:
+        for folder_made in created:  # deepest first; the writer makes them again once there is something to write
+            with contextlib.suppress(OSError):
+                folder_made.rmdir()
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes, *, durable: bool = False) -> Path:

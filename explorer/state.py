@@ -42,11 +42,13 @@ class Workspace:
     derived: dict = field(default_factory=dict)
     selection: np.ndarray | None = None  # images chosen in a map (box or lasso), shared by the pages
     selection_source: str = ""  # where they were chosen, in words
+    pictures_note: str = ""  # why the loaded data shows no pictures, when it could have (shown on the Dataset page)
 
     def load(self, bundle: FeaturesBundle, dataset_name: str, image_root: Path | None, random_weights: bool,
-             skipped: list | None = None) -> None:
+             skipped: list | None = None, pictures_note: str = "") -> None:
         """Replace the loaded data; runs and views of the previous data are dropped with it."""
         self.bundle, self.dataset_name, self.image_root = bundle, dataset_name, image_root
+        self.pictures_note = pictures_note
         self.random_weights, self.demo, self.encoded_here = random_weights, None, False
         self.skipped = list(skipped or [])
         n_classes = len(np.unique(bundle.labels[bundle.labels >= 0])) if bundle.has_labels else 0

@@ -56,11 +56,9 @@ def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
     # a link is honoured once per session: data loaded later must not be replaced while the URL keeps it
     if requested and st.session_state.get(DEMO_LINK_KEY) != requested:
         st.session_state[DEMO_LINK_KEY] = requested
-        with user_errors():
-            open_demo(ws, requested)
+        open_demo(ws, requested)
     elif deep_link and ws.bundle is None:
-        with user_errors():
-            open_demo(ws, default_demo())
+        open_demo(ws, default_demo())
     semantics_banner(ws)
     return ws
 
@@ -71,16 +69,20 @@ def default_demo() -> str:
 
 
 def open_demo(ws: Workspace, name: str) -> bool:
-    """Load the demo called ``name`` into the workspace and run every method on it (False if that failed)."""
-    bundle, image_root, demo = load_demo(name)
-    ws.load(bundle, demo.name, image_root, random_weights=False)
-    ws.demo = demo.name
-    if demo.synthetic:
-        st.info(f"Opened the **{demo.name}** demo: planted embeddings, synthetic words.", icon=":material/science:")
-    else:
-        st.info(f"Opened the **{escape_markdown(demo.name)}** demo ({escape_markdown(demo.model)}, real CLIP "
-                "features). Load your own data on the Dataset page.", icon=":material/play_circle:")
-    return run_all(ws)
+    """Load the demo called ``name`` into the workspace and run every method on it. False, with the reason
+    shown, if that failed (an unknown name, a bundle that fails validation); what was loaded stays loaded."""
+    with user_errors():
+        bundle, image_root, demo = load_demo(name)
+        ws.load(bundle, demo.name, image_root, random_weights=False)
+        ws.demo = demo.name
+        if demo.synthetic:
+            st.info(f"Opened the **{demo.name}** demo: planted embeddings, synthetic words.",
+                    icon=":material/science:")
+        else:
+            st.info(f"Opened the **{escape_markdown(demo.name)}** demo ({escape_markdown(demo.model)}, real CLIP "
+                    "features). Load your own data on the Dataset page.", icon=":material/play_circle:")
+        return run_all(ws)
+    return False
 
 
 def semantics_banner(ws: Workspace) -> None:
@@ -93,12 +95,13 @@ def semantics_banner(ws: Workspace) -> None:
 
 def show_error(error: Exception) -> None:
     """A one-line message for the user; unexpected errors are logged in full for the operator."""
+    # escaped: a message may quote what a link or a file said (a demo's name, a path), which is data
     if isinstance(error, CaeError):
-        st.error(str(error), icon=":material/block:")
+        st.error(escape_markdown(error), icon=":material/block:")
     else:
         logger.exception("unexpected error in the explorer", exc_info=error)
-        st.error(f"Unexpected error ({error.__class__.__name__}: {error}). The details are in the server log.",
-                 icon=":material/block:")
+        st.error(escape_markdown(f"Unexpected error ({error.__class__.__name__}: {error}).")
+                 + " The details are in the server log.", icon=":material/block:")
 
 
 @contextlib.contextmanager

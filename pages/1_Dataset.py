@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cae_core import data_dir, load_bundle
+from cae_core import CaeError, data_dir, load_bundle
 from cae_core.inputs import BENCHMARKS, PRESETS, TAC_TEMPLATES, allowed_roots, dataset_choices, encode_dataset, \
     image_root_of, resolve_allowed_path
 from explorer import views
@@ -51,8 +51,6 @@ def text_bank(kind: str, corpora: dict[str, str], extra: tuple[str, ...] = ()) -
     return str(saved_upload(upload)) if upload else None
 
 
-encode_tab, bundle_tab = st.tabs(["Encode images", "Load a features bundle"])
-
 def apply_preset() -> None:
     """Set the widgets below to the chosen preset's values (callbacks run before the page)."""
     preset = PRESETS.get(st.session_state["preset"])
@@ -61,129 +59,168 @@ def apply_preset() -> None:
                                  "captions-bank": preset.captions, "max-captions": preset.max_captions or 0})
 
 
-with encode_tab:
+def image_spec() -> str | None:
+    """The image source chosen (a shared set's name, a folder, a saved zip, a benchmark), or None yet."""
+    kind = st.radio("Source", [SHARED, FOLDER, ZIP, BENCHMARK], horizontal=True, key="source-kind")
+    if kind == SHARED:
+        choices = dataset_choices()
+        if not choices:
+            st.warning(f"No image sets found under {data_dir() / 'images'}; set CAE_DATA_DIR to the data "
+                       "folder, or use another source.")
+            return None
+        return st.selectbox("Image set", list(choices), key="shared-set")
+    if kind == FOLDER:
+        folder = server_path("Folder of images (one subfolder per class, or a flat folder)", "folder-path")
+        return str(folder) if folder else None
+    if kind == ZIP:
+        upload = st.file_uploader("Zip archive of images", type="zip", key="zip-upload")
+        return str(saved_upload(upload)) if upload else None
+    name = st.selectbox("Benchmark", list(BENCHMARKS), key="benchmark",
+                        format_func=lambda key: f"{key}: {BENCHMARKS[key].description}")
+    st.caption("Downloaded by torchvision on first use (needs internet), then kept.")
+    return name if st.toggle("Open it", key="benchmark-open") else None
+
+
+def show_source(source) -> None:
+    """What the listing found: counts per class, a sample of pictures, the files skipped."""
+    classes = views.class_counts([record.label for record in source.records], source.class_names)
+    st.markdown(f"**{len(source.records):,} images** in {escape_markdown(source.name)}, "
+                f"{len(classes) if source.class_names else 'no'} classes, {len(source.skipped)} files skipped.")
+    counts_column, grid_column = st.columns([1, 3])
+    if source.class_names:
+        counts_column.dataframe(classes, hide_index=True, height=300)
+    sample = views.spread_sample([record.label for record in source.records], 16)
+    with grid_column:
+        image_grid([source.records[i].path for i in sample],
+                   [source.records[i].image_id for i in sample], columns=8, size=96)
+    if source.skipped:
+        with st.expander(f"{len(source.skipped)} files skipped"):
+            st.dataframe(views.skipped_table(source.skipped), hide_index=True)
+
+
+def model_choice() -> tuple[str, str, str | None, str]:
+    """(weights kind, architecture, pretrained tag or checkpoint path or None, device)."""
+    st.markdown("**Model**")
+    weights = st.radio("Weights", [TAG, CHECKPOINT, RANDOM], horizontal=True, key="weights")
+    models = open_clip_models()
+    default_model = "ViT-S-32" if weights == RANDOM else "ViT-B-32"
+    model_column, weights_column, device_column = st.columns(3)
+    model = model_column.selectbox("Architecture (open_clip)", models, index=models.index(default_model),
+                                   key=f"model-{weights}")
+    pretrained: str | None = None
+    with weights_column:
+        if weights == TAG:
+            pretrained = st.selectbox("Tag", pretrained_tags(model), key="tag")
+        elif weights == CHECKPOINT:
+            checkpoint = server_path("Checkpoint file (.pt, .bin, .safetensors)", "checkpoint-path")
+            pretrained = str(checkpoint) if checkpoint else None
+        else:
+            st.warning("Untrained model: the semantics are meaningless; only the mechanics are worth "
+                       "exploring. ViT-S-32 is the fastest architecture.", icon=":material/warning:")
+    device = device_column.selectbox("Device", ["auto", "cpu", "cuda"], key="device")
+    return weights, model, pretrained, device
+
+
+def caption_bank() -> tuple[str | None, Path | None]:
+    """(the caption bank's spec, the per-image captions CSV when that is the choice)."""
+    captions = text_bank("captions", {"flickr30k": "Flickr30k captions (155,070)",
+                                      "flickr8k": "Flickr8k captions (40,460)"}, extra=(PER_IMAGE,))
+    if captions != PER_IMAGE:
+        return captions, None
+    per_image = server_path("Per-image captions: a CSV with the columns image_id,caption (image_id as the "
+                            "image ids above; several rows per image allowed)", "per-image-path")
+    st.caption("Per-image captions describe one image each, as a vision-language model writes them (SAC). "
+               "Write the CSV with open_clip's CoCa: `python -m cae_core caption --images SOURCE --out "
+               "captions.csv` (downloads CoCa's weights where there is internet, or takes `--pretrained "
+               "/path/to/checkpoint`), or with any other captioning model. Rows for unknown images and "
+               "empty captions are skipped and listed.")
+    return (str(per_image) if per_image else None), per_image
+
+
+def encode(spec: str, source, weights: str, model: str, pretrained: str | None, device: str, nouns: str,
+           captions: str, per_image: Path | None, limit: int, templates: int, max_captions: int) -> None:
+    """Encode with progress bars; on success load the bundle and rerun, else the reason as a message."""
+    with st.status(f"Encoding {len(source.records):,} images and the text banks with {model}",
+                   expanded=True) as status:
+        bars: dict[str, object] = {}
+
+        def progress(stage: str, fraction: float, message: str) -> None:
+            if stage not in bars:
+                bars[stage] = st.progress(0.0)
+            bars[stage].progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
+
+        try:
+            bundle, report = encode_dataset(spec, model, pretrained, nouns, captions, device, limit=limit or None,
+                                            templates=templates, max_captions=max_captions or None,
+                                            progress=progress, clip=clip_model(model, pretrained, device),
+                                            per_image_captions=str(per_image) if per_image else None)
+        except Exception as error:  # noqa: BLE001 - shown as a message, the page stays usable
+            status.update(label="Encoding failed", state="error", expanded=True)
+            show_error(error)
+            return
+        ws.load(bundle, source.name, Path(bundle.metadata["image_root"]), random_weights=weights == RANDOM,
+                skipped=report.skipped)
+        ws.encoded_here = True
+        status.update(label="Encoded: " + report.summary().splitlines()[0], state="complete", expanded=False)
+    st.rerun()  # the banner at the top of every page must reflect the new data
+
+
+def encode_form() -> None:
     st.radio("Preset", [CUSTOM, *PRESETS], horizontal=True, key="preset", on_change=apply_preset,
              format_func=lambda name: name if name == CUSTOM else f"{name}: {PRESETS[name].description}",
              help="Sets the image limit, the banks and the templates below; each can still be changed.")
     st.markdown("**Images**")
-    kind = st.radio("Source", [SHARED, FOLDER, ZIP, BENCHMARK], horizontal=True, key="source-kind")
-    spec: str | None = None
-    if kind == SHARED:
-        choices = dataset_choices()
-        if choices:
-            spec = st.selectbox("Image set", list(choices), key="shared-set")
-        else:
-            st.warning(f"No image sets found under {data_dir() / 'images'}; set CAE_DATA_DIR to the data "
-                       "folder, or use another source.")
-    elif kind == FOLDER:
-        folder = server_path("Folder of images (one subfolder per class, or a flat folder)", "folder-path")
-        spec = str(folder) if folder else None
-    elif kind == ZIP:
-        upload = st.file_uploader("Zip archive of images", type="zip", key="zip-upload")
-        spec = str(saved_upload(upload)) if upload else None
-    else:
-        name = st.selectbox("Benchmark", list(BENCHMARKS), key="benchmark",
-                            format_func=lambda key: f"{key}: {BENCHMARKS[key].description}")
-        st.caption("Downloaded by torchvision on first use (needs internet), then kept.")
-        spec = name if st.toggle("Open it", key="benchmark-open") else None
+    spec = image_spec()
     # no value= on the widgets a preset sets: their value lives in the session state (0 is the minimum)
     limit = int(st.number_input("At most this many images (0: all; a subset stays balanced over classes)",
                                 min_value=0, max_value=10**7, step=100, key="limit"))
-
+    if spec is None:
+        return
     source = None
-    if spec is not None:
-        with user_errors(), st.spinner("Listing the images…"):
-            # listing is cheap but a zip or benchmark is unpacked once: keep the last listing per choice
-            source = views.image_source_preview(spec, limit or None)
-    if source is not None:
-        classes = views.class_counts([record.label for record in source.records], source.class_names)
-        st.markdown(f"**{len(source.records):,} images** in {escape_markdown(source.name)}, "
-                    f"{len(classes) if source.class_names else 'no'} classes, {len(source.skipped)} files skipped.")
-        counts_column, grid_column = st.columns([1, 3])
-        if source.class_names:
-            counts_column.dataframe(classes, hide_index=True, height=300)
-        sample = views.spread_sample([record.label for record in source.records], 16)
-        with grid_column:
-            image_grid([source.records[i].path for i in sample],
-                       [source.records[i].image_id for i in sample], columns=8, size=96)
-        if source.skipped:
-            with st.expander(f"{len(source.skipped)} files skipped"):
-                st.dataframe(views.skipped_table(source.skipped), hide_index=True)
+    with user_errors(), st.spinner("Listing the images…"):
+        # listing is cheap but a zip or benchmark is unpacked once: keep the last listing per choice
+        source = views.image_source_preview(spec, limit or None)
+    if source is None:
+        return
+    show_source(source)
+    weights, model, pretrained, device = model_choice()
+    st.markdown("**Text banks**")
+    nouns = text_bank("nouns", {"wordnet": "WordNet nouns (146,347 lemma-sense pairs)",
+                                "imagenet": "ImageNet-1K class names (1,000)"})
+    captions, per_image = caption_bank()
+    max_captions = int(st.number_input("Keep the first this many captions (0: all)", min_value=0,
+                                       max_value=10**7, step=1000, key="max-captions"))
+    st.session_state.setdefault("templates", len(TAC_TEMPLATES))
+    templates = int(st.slider("Prompt templates averaged per noun (TAC uses all 7; 1 is 7× faster)", 1,
+                              len(TAC_TEMPLATES), key="templates"))
+    if st.button("Estimate each preset's time on this device", key="estimate",
+                 help="Encodes a few images and texts with an untrained copy of the architecture (its speed "
+                      "does not depend on the weights) and scales up; cached work is not counted."):
+        with user_errors(), st.spinner("Measuring the encoder on a sample…"):
+            st.dataframe(views.preset_estimates(spec, source, model, device), hide_index=True)
+    ready = nouns is not None and captions is not None and (weights == RANDOM or pretrained is not None)
+    if st.button("Encode", type="primary", disabled=not ready, key="encode"):
+        encode(spec, source, weights, model, pretrained, device, nouns, captions, per_image, limit, templates,
+               max_captions)
 
-        st.markdown("**Model**")
-        weights = st.radio("Weights", [TAG, CHECKPOINT, RANDOM], horizontal=True, key="weights")
-        models = open_clip_models()
-        default_model = "ViT-S-32" if weights == RANDOM else "ViT-B-32"
-        model_column, weights_column, device_column = st.columns(3)
-        model = model_column.selectbox("Architecture (open_clip)", models, index=models.index(default_model),
-                                       key=f"model-{weights}")
-        pretrained: str | None = None
-        with weights_column:
-            if weights == TAG:
-                pretrained = st.selectbox("Tag", pretrained_tags(model), key="tag")
-            elif weights == CHECKPOINT:
-                checkpoint = server_path("Checkpoint file (.pt, .bin, .safetensors)", "checkpoint-path")
-                pretrained = str(checkpoint) if checkpoint else None
-            else:
-                st.warning("Untrained model: the semantics are meaningless; only the mechanics are worth "
-                           "exploring. ViT-S-32 is the fastest architecture.", icon=":material/warning:")
-        device = device_column.selectbox("Device", ["auto", "cpu", "cuda"], key="device")
 
-        st.markdown("**Text banks**")
-        nouns = text_bank("nouns", {"wordnet": "WordNet nouns (146,347 lemma-sense pairs)",
-                                    "imagenet": "ImageNet-1K class names (1,000)"})
-        captions = text_bank("captions", {"flickr30k": "Flickr30k captions (155,070)",
-                                          "flickr8k": "Flickr8k captions (40,460)"}, extra=(PER_IMAGE,))
-        per_image = None
-        if captions == PER_IMAGE:
-            per_image = server_path("Per-image captions: a CSV with the columns image_id,caption (image_id as the "
-                                    "image ids above; several rows per image allowed)", "per-image-path")
-            st.caption("Per-image captions describe one image each, as a vision-language model writes them (SAC). "
-                       "Write the CSV with open_clip's CoCa: `python -m cae_core caption --images SOURCE --out "
-                       "captions.csv` (downloads CoCa's weights where there is internet, or takes `--pretrained "
-                       "/path/to/checkpoint`), or with any other captioning model. Rows for unknown images and "
-                       "empty captions are skipped and listed.")
-            captions = str(per_image) if per_image else None
-        max_captions = int(st.number_input("Keep the first this many captions (0: all)", min_value=0,
-                                           max_value=10**7, step=1000, key="max-captions"))
-        st.session_state.setdefault("templates", len(TAC_TEMPLATES))
-        templates = int(st.slider("Prompt templates averaged per noun (TAC uses all 7; 1 is 7× faster)", 1,
-                                  len(TAC_TEMPLATES), key="templates"))
-        if st.button("Estimate each preset's time on this device", key="estimate",
-                     help="Encodes a few images and texts with an untrained copy of the architecture (its speed "
-                          "does not depend on the weights) and scales up; cached work is not counted."):
-            with user_errors(), st.spinner("Measuring the encoder on a sample…"):
-                st.dataframe(views.preset_estimates(spec, source, model, device), hide_index=True)
-        ready = nouns is not None and captions is not None and (weights == RANDOM or pretrained is not None)
-        if st.button("Encode", type="primary", disabled=not ready, key="encode"):
-            with st.status(f"Encoding {len(source.records):,} images and the text banks with {model}",
-                           expanded=True) as status:
-                bars: dict[str, object] = {}
+def recorded_pictures(bundle, bundle_path: Path | None) -> tuple[Path | None, str]:
+    """The image folder the bundle's metadata records, when it is readable here; else None and why not."""
+    if not bundle.metadata.get("image_root"):
+        return None, ""
+    recorded = image_root_of(bundle.metadata, bundle_path)
+    if recorded is None:
+        return None, (f"the bundle's image folder {bundle.metadata['image_root']} is relative to where the bundle "
+                      "was, which an upload does not say; give the image folder above")
+    try:
+        return resolve_allowed_path(recorded, allowed_roots()), ""
+    except CaeError as error:
+        return None, f"the bundle's recorded image folder cannot be used: {error}"
 
-                def progress(stage: str, fraction: float, message: str) -> None:
-                    if stage not in bars:
-                        bars[stage] = st.progress(0.0)
-                    bars[stage].progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
 
-                try:
-                    bundle, report = encode_dataset(spec, model, pretrained, nouns, captions, device,
-                                                    limit=limit or None, templates=templates,
-                                                    max_captions=max_captions or None, progress=progress,
-                                                    clip=clip_model(model, pretrained, device),
-                                                    per_image_captions=str(per_image) if per_image else None)
-                except Exception as error:  # noqa: BLE001 - shown as a message, the page stays usable
-                    status.update(label="Encoding failed", state="error", expanded=True)
-                    show_error(error)
-                else:
-                    ws.load(bundle, source.name, Path(bundle.metadata["image_root"]),
-                            random_weights=weights == RANDOM, skipped=report.skipped)
-                    ws.encoded_here = True
-                    status.update(label="Encoded: " + report.summary().splitlines()[0], state="complete",
-                                  expanded=False)
-                    st.rerun()  # the banner at the top of every page must reflect the new data
-
-with bundle_tab:
+def load_bundle_form() -> None:
     how = st.radio("Bundle", [UPLOAD, SERVER_FILE], horizontal=True, key="bundle-how")
+    upload = None
     if how == UPLOAD:
         upload = st.file_uploader("Features bundle (.npz)", type="npz", key="bundle-upload")
         bundle_path = saved_upload(upload) if upload else None
@@ -193,19 +230,29 @@ with bundle_tab:
                                "bundle-images")
     untrained = st.checkbox("These embeddings come from random weights", key="bundle-random",
                             help="Ticked automatically when the bundle's metadata says so.")
-    if st.button("Load the bundle", type="primary", disabled=bundle_path is None, key="load-bundle"):
-        with user_errors():
-            bundle = load_bundle(bundle_path)
-            # an encoded bundle names its image folder and weights; use them when they are readable here
-            # a relative image_root is beside the bundle file (unknown for an upload)
-            recorded = image_root_of(bundle.metadata, bundle_path if how == SERVER_FILE else None)
-            if image_folder is None and recorded is not None:
-                with user_errors():
-                    image_folder = resolve_allowed_path(recorded, allowed_roots())
-            random_weights = untrained or ("model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
-            name = bundle.metadata.get("image_source") or (upload.name if how == UPLOAD else bundle_path.name)
-            ws.load(bundle, str(name), image_folder, random_weights)
-            st.rerun()  # the banner at the top of every page must reflect the new data
+    if not st.button("Load the bundle", type="primary", disabled=bundle_path is None, key="load-bundle"):
+        return
+    bundle = None
+    with user_errors():
+        bundle = load_bundle(bundle_path)
+    if bundle is None:
+        return
+    note = ""
+    if image_folder is None:
+        # an encoded bundle names its image folder; a relative one is beside the bundle file (unknown for an upload)
+        image_folder, note = recorded_pictures(bundle, bundle_path if how == SERVER_FILE else None)
+    random_weights = untrained or ("model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
+    name = bundle.metadata.get("image_source") or (upload.name if upload is not None else bundle_path.name)
+    # the note is kept with the data: the rerun below would erase a message shown now
+    ws.load(bundle, str(name), image_folder, random_weights, pictures_note=note)
+    st.rerun()  # the banner at the top of every page must reflect the new data
+
+
+encode_tab, bundle_tab = st.tabs(["Encode images", "Load a features bundle"])
+with encode_tab:
+    encode_form()
+with bundle_tab:
+    load_bundle_form()
 
 if ws.bundle is not None:
     st.divider()
@@ -222,6 +269,8 @@ if ws.bundle is not None:
     with grid_column:
         image_grid([ws.image_path(int(i)) for i in sample], [str(bundle.image_ids[i]) for i in sample], columns=8,
                    size=96)
+    if ws.pictures_note:
+        st.warning(f"No pictures: {escape_markdown(ws.pictures_note)}", icon=":material/hide_image:")
     if ws.skipped:
         with st.expander(f"{len(ws.skipped)} files skipped"):
             st.dataframe(views.skipped_table(ws.skipped), hide_index=True)

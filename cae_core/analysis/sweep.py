@@ -105,6 +105,11 @@ def cluster_counts(bundles: Mapping[str, FeaturesBundle], n_clusters: int | str)
     return counts
 
 
+def common_methods(bundles: Mapping[str, FeaturesBundle]) -> list[str]:
+    """The methods every one of ``bundles`` allows (SAC's needs per-image captions)."""
+    return [name for name in METHODS if all(name in available_methods(bundle) for bundle in bundles.values())]
+
+
 def sweep_bundles(bundles: Mapping[str, FeaturesBundle], n_clusters: int | str,
                   grid: dict[str, Sequence] | None = None, *, methods: Sequence[str] | None = None,
                   seeds: Sequence[int] = (0, 1, 2), base: CaeConfig | None = None,
@@ -114,8 +119,7 @@ def sweep_bundles(bundles: Mapping[str, FeaturesBundle], n_clusters: int | str,
     checked before the first run; progress is one stage per bundle and seed."""
     counts = cluster_counts(bundles, n_clusters)
     grid = check_grid(grid or {})
-    if methods is None:
-        methods = [name for name in METHODS if all(name in available_methods(bundle) for bundle in bundles.values())]
+    methods = common_methods(bundles) if methods is None else methods
     check_runs(methods, seeds)
     tables = []
     steps = list(itertools.product(bundles.items(), seeds))

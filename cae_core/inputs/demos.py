@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import data_dir as default_data_dir
-from ..errors import CaeError
+from ..errors import CaeError, quoted
 from . import demo_sources
 from .bundle import FeaturesBundle, image_root_of, load_bundle
 from .synthetic import planted_bundle
@@ -118,10 +118,13 @@ def load_demo(name: str, data_dir: Path | None = None) -> tuple[FeaturesBundle, 
     if name not in demos:
         fetch = f" (it can be fetched: Fetch on Home, or python -m cae_core demo --fetch {name})" \
             if name in demo_sources.DEMO_SOURCES else ""
-        raise CaeError(f"no demo called {name!r}{fetch}; found: {', '.join(demos)}")
+        raise CaeError(f"no demo called {quoted(name)}{fetch}; found: {', '.join(demos)}")
     demo = demos[name]
     if demo.path is None:
         return _planted_demo_bundle(), None, demo
-    bundle = load_bundle(demo.path)
+    try:
+        bundle = load_bundle(demo.path)
+    except CaeError as error:
+        raise CaeError(f"the demo {name!r} ({demo.path}) cannot be opened: {error}") from error
     root = image_root_of(bundle.metadata, demo.path)
     return bundle, root if demo.has_pictures else None, demo
