@@ -146,20 +146,20 @@ def test_correspondences_page(workspace):
     at.selectbox[0].set_value(noun).run()
     assert_clean(at)
     assert noun in tables_with(at, "mass")[0]["text"].tolist()[:3]
-    # the default weights are gap-free, and the page says what was removed
-    assert any("Gap-free weights" in caption.value for caption in at.caption)
+    # the default weights are trust weights, and the page says what decided them
+    assert any("Trust weights" in caption.value for caption in at.caption)
     assert not any("driven by the modality gap" in warning.value for warning in at.warning)
 
 
 def test_correspondences_page_says_when_the_modality_gap_drives_the_weights(workspace):
     paper = Workspace(bundle=workspace.bundle, image_root=workspace.image_root, n_clusters=workspace.n_clusters,
-                      config=CaeConfig(fusion="paper"))
+                      config=CaeConfig(fusion="paper", centre=False))
     paper.set_results(run_methods(paper.bundle, ["cae"], paper.n_clusters, config=paper.config))
     at = open_page("pages/3_Correspondences.py", paper)
     assert_clean(at)
     assert any("driven by the modality gap" in warning.value for warning in at.warning)
-    offsets = tables_with(at, "offset")[0]
-    assert offsets["offset"].iloc[1] - offsets["offset"].iloc[0] > 0.2  # planted with CLIP's gap
+    offsets = tables_with(at, "mean cos to prototype")[0]["mean cos to prototype"]
+    assert offsets.iloc[1] - offsets.iloc[0] > 0.2  # planted with CLIP's gap
 
 
 def test_embedding_map_page(workspace):

@@ -125,12 +125,12 @@ def test_bundle_round_trip_keeps_everything(bundle_path):
 def test_sweep_on_a_planted_bundle_writes_a_tidy_table(bundle_path, tmp_path, capsys):
     completed = cae_in_process(capsys, "sweep", "--features", str(bundle_path), "--clusters", "3", "--out",
                                str(tmp_path), "--quiet", "--methods", "cae,cae-softmax", "--seeds", "0,1",
-                               "--fusion", "adaptive,paper", "--gamma", "0.01")
+                               "--fusion", "agreement,paper", "--gamma", "0.01")
     assert completed.returncode == 0, completed.stderr
     table = pd.read_csv(tmp_path / "sweep.csv")
     assert len(table) == 2 * 2 * 2  # methods x fusion x seeds
     assert set(zip(table["method"], table["fusion"], table["seed"])) == {
-        (method, fusion, seed) for method in ("cae", "cae-softmax") for fusion in ("adaptive", "paper") for seed in (0, 1)}
+        (method, fusion, seed) for method in ("cae", "cae-softmax") for fusion in ("agreement", "paper") for seed in (0, 1)}
     assert set(table["noun_converged"]) == {True} and table["gamma"].eq(0.01).all()
     assert {"weight_image_mean", "weight_noun_sd", "caption_iterations", "fused_between"} <= set(table)
     assert "sweep.md" in completed.stdout and "| cae" in (tmp_path / "sweep.md").read_text()

@@ -42,20 +42,27 @@ def test_cae_keeps_up_with_the_best_baseline(real_runs):
     assert mean_acc(runs, "cae") >= best - 0.02, (name, mean_acc(runs, "cae"), best)
 
 
-def test_fusion_weights_respond_to_each_image_not_to_the_modality_gap(real_runs):
+def test_fusion_weights_differ_from_image_to_image_and_never_drop_the_image(real_runs):
     name, _, runs = real_runs
     for results in runs:
         fusion = results["cae"].fusion
-        # real CLIP: the text correspondences sit ~0.3 closer to the prototype than the image does
-        assert fusion.offset[1] - fusion.offset[0] > 0.2 and fusion.offset[2] - fusion.offset[0] > 0.2
-        for column, modality in enumerate(fusion.modalities):
-            assert not (fusion.weights[:, column] < 0.01).all(), (name, modality)
-        assert fusion.weights.std(axis=0).min() > 0.02  # the weights differ from image to image
+        assert (fusion.weights[:, 0] >= 1 / 3 - 1e-6).all(), name  # the image counts 1, a text view at most 1
+        assert fusion.weights.std(axis=0)[1:].min() > 0.02, name  # the weights differ from image to image
+
+
+def test_text_views_are_trusted_more_where_the_bank_names_the_images():
+    # stl10's nouns are ImageNet's class names (they name its classes); food101's are LVIS objects, with few
+    # dishes: a bank that covers the images must earn more trust than one that does not
+    trust = {}
+    for name in ("stl10-vitb16", "food101-vitb32"):
+        bundle = load_bundle(real_bundle_path(name))
+        trust[name] = run_methods(bundle, ["cae"], 10)["cae"].fusion.agreement[:, 1].mean()
+    assert trust["stl10-vitb16"] > trust["food101-vitb32"], trust
 
 
 def test_the_papers_formula_as_written_ignores_the_image_on_real_features():
     bundle = load_bundle(real_bundle_path("stl10-vitb16"))
-    fusion = run_methods(bundle, ["cae"], 10, config=CaeConfig(fusion="paper"))["cae"].fusion
+    fusion = run_methods(bundle, ["cae"], 10, config=CaeConfig(fusion="paper", centre=False))["cae"].fusion
     assert (fusion.weights[:, 0] < 1e-4).all() and fusion.gap_dominated.all()
 
 
