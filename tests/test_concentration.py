@@ -205,3 +205,18 @@ def test_theorem1_refuses_a_bundle_without_labels_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error == "error: unlabelled: Theorem 1's check needs labels and class names; this bundle lacks them\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_sweep_records_each_banks_concentration_from_the_runs_own_rows():
+    from cae_core.analysis.sweep import correspondence_record
+
+    bundle = load_bundle(real_bundle_path("stl10-vitb16"))
+    results = run_methods(bundle, ["cae", "cae-softmax"], 10, seed=0)
+    for method, result in results.items():
+        record = correspondence_record(result, bundle)
+        for bank, alignment in (("noun", result.noun_alignment), ("caption", result.caption_alignment)):
+            # the rows rebuilt from the alignment's temperature and potential are the ones the run used
+            assert record[f"{bank}_top1_share_mean"] == pytest.approx(alignment.top_weight[:, 0].mean(), abs=1e-5)
+            assert record[f"{bank}_top10_share_mean"] == pytest.approx(alignment.top_weight.sum(axis=1).mean(),
+                                                                       abs=1e-5)
+        assert 0 < record["noun_off_lineage_mass"] < 1 and "caption_off_lineage_mass" not in record

@@ -40,7 +40,7 @@ from ..arrays import rows_per_block
 from ..device import as_tensor, resolve_device, with_memory_fallback
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
-from ..method.alignment import SinkhornConvergenceWarning, kernel_budget, transport_plan
+from ..method.alignment import Alignment, SinkhornConvergenceWarning, kernel_budget, transport_plan
 from ..method.hierarchy import GENERAL_DEPTH
 from ..method.methods import CaeConfig
 from ..method.run import semantic_space_for
@@ -124,6 +124,13 @@ def retrieval_rows(image_embeddings: np.ndarray, text_embeddings: np.ndarray, te
         if offsets is not None:
             logits += offsets
         yield rows, torch.softmax(logits, dim=1)
+
+
+def alignment_rows(image_embeddings: np.ndarray, text_embeddings: np.ndarray, alignment: Alignment,
+                   device: torch.device | str = "cpu") -> Iterator[tuple[slice, torch.Tensor]]:
+    """The rows of a run's ``alignment`` (rescaled to one), rebuilt from its temperature and column potential."""
+    return retrieval_rows(image_embeddings, text_embeddings, alignment.temperature, alignment.column_potential,
+                          device)
 
 
 def plan_rows(plan: np.ndarray, block_rows: int = 8192, device: torch.device | str = "cpu"

@@ -26,6 +26,7 @@ from ..progress import Progress
 from .cluster_quality import true_cluster_count
 from .comparison_stats import ALL, TIE, average_ranks, bundle_means, friedman_p, paired_differences, \
     wins_ties_losses
+from .concentration import alignment_rows, bundle_lineage, measure_rows
 from .similarity import separation
 
 # the CaeConfig fields a sweep may vary (the rest are solver or device settings)
@@ -171,6 +172,19 @@ def run_record(result: ClusteringResult) -> dict:
     return record
 
 
+def correspondence_record(result: ClusteringResult, bundle: FeaturesBundle) -> dict[str, float]:
+    """How concentrated each bank's correspondences are (``{modality}_top1_share_mean``,
+    ``_top10_share_mean``, ``_effective_texts_mean`` and medians) and, for the nouns where the bundle's
+    classes and synsets allow it, Theorem 1's ``noun_off_lineage_mass`` (concentration.py)."""
+    record = {}
+    for bank, part in result.aligned.items():
+        lineage = bundle_lineage(bundle, part.selection.bank_index) if bank == Bank.NOUNS else None
+        figures = measure_rows(lambda: alignment_rows(bundle.image_embeddings, part.selection.embeddings,
+                                                      part.alignment), bundle.labels, lineage)
+        record.update({f"{bank.modality}_{name}": value for name, value in figures.items()})
+    return record
+
+
 def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | None = None, *,
           methods: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2),
           base: CaeConfig | None = None,
@@ -197,7 +211,8 @@ def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | N
             progress("sweep", index / (len(points) * len(seeds)), f"{point or 'defaults'}, seed {seed}")
         config = dataclasses.replace(base, **point)
         for method, result in run_methods(bundle, list(methods), n_clusters, config=config, seed=seed).items():
-            row = {"method": method, **point, "seed": seed, **run_record(result)}
+            row = {"method": method, **point, "seed": seed, **run_record(result),
+                   **correspondence_record(result, bundle)}
             if sample is not None:
                 row.update(separation_record(result, bundle, sample))
             rows.append(row)
