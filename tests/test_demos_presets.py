@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae_core import planted_bundle, save_bundle
+from cae_core.errors import CaeError
 from cae_core.cli import _apply_preset, build_parser, main
 from cae_core.inputs import PRESETS, find_demos, load_demo
 from cae_core.inputs.corpora import imagenet_nouns
@@ -44,7 +45,7 @@ def test_demos_are_found_from_headers_and_a_relative_image_root_follows_the_bund
     (data_folder / "embeddings").rename(moved / "embeddings")
     bundle, root, demo = load_demo("tiny", moved)
     assert root == moved / "embeddings" / "tiny" / "images" and bundle.n_images == 40
-    with pytest.raises(Exception, match="no demo called 'nope'"):
+    with pytest.raises(CaeError, match="no demo called 'nope'"):
         load_demo("nope", moved)
 
 
