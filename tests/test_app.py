@@ -16,6 +16,7 @@ from cae_core import CaeConfig, run_methods
 from cifar_data import CIFAR, planted_cifar_bundle
 from explorer.state import WORKSPACE_KEY, Workspace
 from explorer.widgets import escape_markdown
+from ot_reference import heaviest, row_shares
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
@@ -128,9 +129,21 @@ def test_correspondences_page(workspace):
     assert_clean(at)
     tables = tables_with(at, "mass")  # OT and softmax for nouns, then for captions
     assert len(tables) == 4
-    for table in tables:
-        assert list(table.columns) == ["text", "mass", "cosine"] and len(table) == 5
-        assert table["mass"].between(0, 1).all()
+    image, epsilon = 0, workspace.results["cae"].config.epsilon
+    for (ot_table, softmax_table), part in zip((tables[:2], tables[2:]), workspace.results["cae"].aligned.values()):
+        texts = part.selection.texts.astype(str)
+        # the OT table is image 0's row of the plan (POT's Sinkhorn, computed here), heaviest five
+        top, share = heaviest(row_shares(workspace.bundle.image_embeddings, part.selection.embeddings, epsilon),
+                              image, 5)
+        # the softmax table: softmax of the cosines at the same temperature, no column constraint
+        cosine = workspace.bundle.image_embeddings[image] @ part.selection.embeddings.T
+        probability = np.exp((cosine - cosine.max()) / epsilon)
+        soft_top, soft_share = heaviest((probability / probability.sum())[None], 0, 5)
+        for table, rows, expected in ((ot_table, top, share), (softmax_table, soft_top, soft_share)):
+            assert list(table.columns) == ["text", "mass", "cosine"] and len(table) == 5
+            assert table["text"].tolist() == texts[rows].tolist()
+            np.testing.assert_allclose(table["mass"], expected, atol=1e-4)
+            np.testing.assert_allclose(table["cosine"], cosine[rows], atol=1e-5)
     assert any('"weight"' in spec for spec in plotly_specs(at))  # the fusion weights bar
     assert len(images_on(at)) == 1 + 4 * 6  # the image, then 6 nearest in each of the 4 representations
     assert any("Why is this image here?" in header.value for header in at.subheader)
@@ -300,13 +313,22 @@ def test_escape_markdown_shows_data_literally():
     assert escaped.replace("\\", "") == hostile
 
 
-def test_projection_subsamples_and_fits_texts_jointly():
+def test_projection_subsamples_and_fits_texts_jointly(tmp_path, monkeypatch):
+    from cae_core.analysis import projection
     from cae_core.analysis.projection import project
 
+    monkeypatch.setenv("CAE_CACHE_DIR", str(tmp_path / "cache"))
+    fits = []
+    real_fit = projection._fit
+    monkeypatch.setattr(projection, "_fit", lambda *args: fits.append(args[0].shape) or real_fit(*args))
     rng = np.random.default_rng(0)
     points, texts = rng.normal(size=(120, 16)), rng.normal(size=(7, 16))
     (image_xy, text_xy), index = project(points, texts, n_neighbors=5, max_points=50)
     assert image_xy.shape == (50, 2) and text_xy.shape == (7, 2) and len(index) == 50
     assert np.all(np.diff(index) > 0) and index.max() < 120
-    again, same_index = project(points, texts, n_neighbors=5, max_points=50)  # same inputs: same map
-    assert np.array_equal(same_index, index) and np.allclose(again[0], image_xy)
+    assert fits == [(57, 16)]  # one joint fit of the 50 sampled images and the 7 texts
+    again, same_index = project(points, texts, n_neighbors=5, max_points=50)  # same inputs: read from the cache
+    assert fits == [(57, 16)] and np.array_equal(same_index, index)
+    np.testing.assert_array_equal(again[0], image_xy)
+    project(points, texts, n_neighbors=5, max_points=50, seed=1)  # another seed is another map: fitted
+    assert fits == [(57, 16)] * 2
