@@ -68,13 +68,30 @@ def plotly_specs(at: AppTest) -> list[str]:
     return [element.proto.spec for element in at.get("plotly_chart")]
 
 
+def page_title(page: str | None) -> str:
+    """The title a page draws: its file name without the number ("steps/2_Semantic_space.py": Semantic space)."""
+    return "CAE Explorer" if page is None else Path(page).stem.split("_", 1)[1].replace("_", " ")
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_opens_with_nothing_loaded(page):
     at = open_page(page)
     assert_clean(at)
+    assert [title.value for title in at.title] == [page_title(page)]
+    infos = [info.value for info in at.info]
+    if page is None:
+        assert any("Nothing is loaded in this session" in info for info in infos)
+        assert any("planted embeddings" in caption.value for caption in at.caption)  # the demo list
+    elif page == "steps/1_Dataset.py":
+        assert at.radio(key="source-kind").value and at.radio(key="bundle-how").value  # the two ways in
+    elif page == "steps/6_Polysemy.py":
+        assert any("WordNet senses of “crane”" in header.value for header in at.subheader)
+        assert any("No data is loaded" in caption.value for caption in at.caption)
+    else:
+        assert any(info.startswith("Nothing is loaded yet. On the **Dataset** page") for info in infos)
     if page in GUIDED_PAGES:
         # guidance: point to a checkpoint, load a bundle, or choose random weights
-        assert any("random weights" in info.value for info in at.info)
+        assert any("random weights" in info for info in infos)
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +260,26 @@ def test_search_page_ranks_images_for_a_bank_word(workspace):
     at.run()
     assert_clean(at)
     assert any("stands in" in info.value for info in at.info)
-    assert any("Nearest by cosine" in text.value for text in at.markdown)
+    assert any("Nearest by cosine** (the 24 highest)" in text.value for text in at.markdown)
     assert any("Linked by the transport plan" in text.value for text in at.markdown)
+    # each thumbnail's caption: "#index · class · value"; 24 by cosine, then those the plan links
+    shown = [element.proto.imgs[0].caption.replace("\\", "").split(" · ") for element in images_on(at)]
+    by_cosine, by_plan = shown[:24], shown[24:]
+    bundle = workspace.bundle
+    row = bundle.nouns.tolist().index(noun)  # the bank's own row stands in for the word
+    cosine = bundle.image_embeddings @ bundle.noun_embeddings[row]
+    ranked = np.argsort(-cosine, kind="stable")[:24]
+    assert [int(index.lstrip("#")) for index, _, _ in by_cosine] == ranked.tolist()
+    assert [float(value) for _, _, value in by_cosine] == pytest.approx(cosine[ranked], abs=5e-4)
+    assert [name for _, name, _ in by_cosine] == [bundle.label_name(int(bundle.labels[i])) for i in ranked]
+    # planted: "noun 6-0" names class 6, and the images the plan links to it are that class's
+    word_class = int(noun.split()[1].split("-")[0])
+    assert 0 < len(by_plan) <= 24
+    assert np.mean([name == bundle.label_name(word_class) for _, name, _ in by_plan]) >= 0.8
+    masses = [float(value) for _, _, value in by_plan]
+    assert masses == sorted(masses, reverse=True) and all(0 < mass for mass in masses)
+    overlap = len({index for index, _, _ in by_cosine} & {index for index, _, _ in by_plan})
+    assert any(caption.value.startswith(f"{overlap} images are in both lists") for caption in at.caption)
 
 
 def test_dataset_page_refuses_paths_outside_the_allowed_roots():
