@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
 from streamlit.testing.v1 import AppTest
 
 from cae_core import METHODS, run_methods
@@ -50,8 +52,19 @@ def test_switching_methods_and_pairs(runs):
     at.selectbox[0].select("clip-kmeans").run()
     assert not at.exception
     assert any("aligns no texts" in caption.value for caption in at.caption)
+    scores = {metric.label: metric.value for metric in at.metric}
+    assert scores["ACC"] == f"{100 * results['clip-kmeans'].metrics['acc']:.1f}%"
     at.selectbox(key="change-b").select("cae-no-nouns").run()
     assert not at.exception
+    # the images whose cluster differs once the second method's ids are matched to the first's (Hungarian)
+    first, second = results["cae"].assignments, results["cae-no-nouns"].assignments
+    overlap = np.zeros((4, 4), dtype=int)
+    np.add.at(overlap, (second, first), 1)
+    rows, columns = linear_sum_assignment(-overlap)
+    renamed = dict(zip(rows, columns))
+    moved = sum(renamed[b] != a for a, b in zip(first, second))
+    changed, = [metric.value for metric in at.metric if metric.label == "Images in another cluster"]
+    assert changed == f"{moved:,} of {bundle.n_images:,}"
 
 
 def test_unlabelled_data_has_no_scores(runs):
