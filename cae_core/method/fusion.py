@@ -24,7 +24,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from ..arrays import unit_rows
-from ..errors import CaeError
+from ..errors import CaeError, is_temperature
 
 GAMMA = 0.01  # stated by CAE: temperature of the softmax over modalities
 Weighting = Literal["adaptive", "paper", "equal"]
@@ -69,8 +69,8 @@ def check_fusion_options(combine: str, gamma: float, weighting: str | None = Non
         raise CaeError(f"unknown fusion weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
     if combine not in COMBINES:
         raise CaeError(f"unknown fusion combination {combine!r}; choose one of {', '.join(COMBINES)}")
-    if not gamma > 0:
-        raise CaeError(f"the fusion temperature gamma must be positive, got {gamma!r}")
+    if not is_temperature(gamma):
+        raise CaeError(f"the fusion temperature gamma must be positive and finite (at least 6e-39: 2 / gamma must fit a float32), got {gamma!r}")
 
 
 def fuse(modalities: dict[str, np.ndarray], weighting: Weighting = "adaptive", *, gamma: float = GAMMA,
