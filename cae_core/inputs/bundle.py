@@ -157,10 +157,10 @@ def _strings(value, name: str, n: int, against: str) -> np.ndarray:
     array = np.asarray(value)
     if array.ndim != 1:
         raise CaeError(f"{name} must be a 1-D array of texts, got shape {array.shape}")
-    if array.dtype.kind not in "USO":
-        raise CaeError(f"{name} must hold texts, got dtype {array.dtype}")
     if array.shape != (n,):
         raise CaeError(f"{name} has {array.shape[0]} entries but {against} has {n} rows")
+    if array.dtype.kind not in "USO":
+        raise CaeError(f"{name} must hold texts, got dtype {array.dtype}")
     return array.astype(str)
 
 
