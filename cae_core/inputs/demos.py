@@ -42,9 +42,18 @@ class Demo:
     description: str
 
 
+# the planted demo's recipe: its listing reads these, and only opening it builds the bundle
+_PLANTED_RECIPE = dict(n_images=600, n_classes=6, dim=128, n_nouns=240, n_captions=360, noise=0.8, seed=0)
+_PLANTED_MODEL = "planted (synthetic, CLIP-like geometry)"
+_PLANTED_DEMO = Demo(PLANTED, None, _PLANTED_MODEL, _PLANTED_RECIPE["n_images"], _PLANTED_RECIPE["n_classes"],
+                     _PLANTED_RECIPE["n_nouns"], _PLANTED_RECIPE["n_captions"], False, True,
+                     f"planted embeddings of {_PLANTED_RECIPE['n_classes']} classes with CLIP's geometry; texts are "
+                     "named 'noun 3-17' (synthetic: the words mean nothing)")
+
+
 def _planted_demo_bundle() -> FeaturesBundle:
-    bundle = planted_bundle(n_images=600, n_classes=6, dim=128, n_nouns=240, n_captions=360, noise=0.8, seed=0)
-    bundle.metadata.update(model="planted (synthetic, CLIP-like geometry)", image_source=PLANTED)
+    bundle = planted_bundle(**_PLANTED_RECIPE)
+    bundle.metadata.update(model=_PLANTED_MODEL, image_source=PLANTED)
     return bundle
 
 
@@ -91,12 +100,7 @@ def find_demos(data_dir: Path | None = None) -> list[Demo]:
     paths = sorted(folder.glob("*.npz")) + sorted(folder.glob("*/*.npz")) if folder.is_dir() else []
     demos = [demo for demo in map(_describe, paths) if demo is not None]
     demos.sort(key=lambda demo: demo.name != DEFAULT_DEMO)
-    bundle = _planted_demo_bundle()
-    demos.append(Demo(PLANTED, None, bundle.metadata["model"], bundle.n_images, len(bundle.class_names),
-                      len(bundle.nouns), len(bundle.captions), False, True,
-                      "planted embeddings of 6 classes with CLIP's geometry; texts are named 'noun 3-17' "
-                      "(synthetic: the words mean nothing)"))
-    return demos
+    return demos + [_PLANTED_DEMO]
 
 
 def load_demo(name: str, data_dir: Path | None = None) -> tuple[FeaturesBundle, Path | None, Demo]:
