@@ -14,13 +14,13 @@ from pathlib import Path
 from .errors import CaeError
 from .inputs.bundle import load_bundle, save_bundle
 from .inputs.cache import cache_dir, clear_cache, list_entries
-from .inputs.encode import RANDOM_WEIGHTS, encode_dataset
+from .inputs.encode import RANDOM_WEIGHTS, encode_dataset, pretrained_option
 from .inputs.encoders import load_clip
 from .inputs.presets import PRESETS, estimate_presets
 from .inputs.sources import open_image_source
 from .method.cluster_count import CLUSTER_COUNT_CRITERIA, DEFAULT_RANGE, choose_n_clusters
 from .method.fusion import COMBINES
-from .method.methods import FUSION_CHOICES, METHODS, SPACE_CHOICES, CaeConfig
+from .method.methods import DEFAULT_CLUSTERS, FUSION_CHOICES, METHODS, SPACE_CHOICES, CaeConfig
 from .method.run import run_method, run_methods
 
 AUTO = "auto"  # --clusters auto: estimate K
@@ -173,7 +173,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from .analysis.comparison import cluster_summary
     from .analysis.export import comparison_table
-    from .inputs.demos import DEFAULT_DEMO, find_demos, load_demo
+    from .analysis.cluster_quality import true_cluster_count
+    from .inputs.demos import default_demo, find_demos, load_demo
 
     if args.list:
         for demo in find_demos():
@@ -181,9 +182,8 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"{demo.n_captions:,} captions{'' if demo.has_pictures else ', no pictures'}"
                   f"{' (synthetic)' if demo.synthetic else ''}")
         return 0
-    name = args.name or next((demo.name for demo in find_demos() if demo.name == DEFAULT_DEMO), "planted")
-    bundle, _, demo = load_demo(name)
-    n_clusters = args.clusters or (len(bundle.class_names) if bundle.class_names is not None else 10)
+    bundle, _, demo = load_demo(args.name or default_demo())
+    n_clusters = args.clusters or true_cluster_count(bundle) or DEFAULT_CLUSTERS
     print(f"demo {demo.name}: {demo.description}")
     if demo.synthetic:
         print("(planted embeddings: the texts are synthetic names, the scores show the mechanics only)")
@@ -293,7 +293,7 @@ def run_encode(args: argparse.Namespace) -> int:
         raise CaeError("encode needs --out (the bundle to write), unless --estimate")
     shard = shard_from_env()
     writer = shard is None or shard.rank == 0
-    pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
+    pretrained = pretrained_option(args.pretrained)
     if pretrained is None:
         print(f"warning: {args.model} with random weights; clusters and matched texts carry no semantics",
               file=sys.stderr)
@@ -318,7 +318,7 @@ def run_encode(args: argparse.Namespace) -> int:
 def run_caption(args: argparse.Namespace) -> int:
     from .inputs.captioning import generate_captions, write_captions
 
-    pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
+    pretrained = pretrained_option(args.pretrained)
     if pretrained is None:
         print(f"warning: {args.model} with random weights writes meaningless captions", file=sys.stderr)
     source = open_image_source(args.images, limit=args.limit)

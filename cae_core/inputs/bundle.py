@@ -248,6 +248,17 @@ def _read_member(data, key: str, path: Path) -> np.ndarray:
         raise CaeError(f"{path}: {key} cannot be read ({exc.__class__.__name__}: {exc})") from None
 
 
+def model_name(metadata: dict) -> str:
+    """The CLIP model a bundle's metadata names ("unknown model" for a bundle made elsewhere)."""
+    return str(metadata.get("model") or metadata.get("model_name") or "unknown model")
+
+
+def has_random_weights(metadata: dict) -> bool:
+    """Whether the metadata says the embeddings come from an untrained model: it names a model and no weights
+    (``encode_dataset`` records ``pretrained`` None for random weights)."""
+    return bool(metadata.get("model")) and metadata.get("pretrained") in (None, "", "random", "none", "None")
+
+
 def image_root_of(metadata: dict, bundle_path: str | os.PathLike | None) -> Path | None:
     """The folder a bundle's ``image_ids`` are relative to, from its metadata's ``image_root``.
 

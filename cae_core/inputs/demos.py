@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import data_dir as default_data_dir
 from ..errors import CaeError
-from .bundle import FeaturesBundle, image_root_of, load_bundle
+from .bundle import FeaturesBundle, image_root_of, load_bundle, model_name
 from .synthetic import planted_bundle
 
 PLANTED = "planted"
@@ -83,7 +83,7 @@ def _describe(path: Path) -> Demo | None:
     if not {"image_embeddings", "noun_embeddings", "caption_embeddings"} <= shapes.keys():
         return None
     root = image_root_of(metadata, path)
-    return Demo(name=path.stem, path=path, model=f"{metadata.get('model', 'unknown')} "
+    return Demo(name=path.stem, path=path, model=f"{model_name(metadata)} "
                 f"({metadata.get('pretrained') or 'weights unknown'})", n_images=shapes["image_embeddings"][0],
                 n_classes=shapes.get("class_names", (0,))[0], n_nouns=shapes["noun_embeddings"][0],
                 n_captions=shapes["caption_embeddings"][0], has_pictures=root is not None and root.is_dir(),
@@ -101,6 +101,11 @@ def find_demos(data_dir: Path | None = None) -> list[Demo]:
     demos = [demo for demo in map(_describe, paths) if demo is not None]
     demos.sort(key=lambda demo: demo.name != DEFAULT_DEMO)
     return demos + [_PLANTED_DEMO]
+
+
+def default_demo(data_dir: Path | None = None) -> str:
+    """The demo opened when none is named: ``DEFAULT_DEMO`` where its bundle is present, else the planted one."""
+    return DEFAULT_DEMO if any(demo.name == DEFAULT_DEMO for demo in find_demos(data_dir)) else PLANTED
 
 
 def load_demo(name: str, data_dir: Path | None = None) -> tuple[FeaturesBundle, Path | None, Demo]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .bundle import has_random_weights
 from .cache import ChunkedStore, file_fingerprint, texts_digest
 from ..device import resolve_device
 from .distributed import Shard
@@ -331,10 +332,9 @@ def text_model_of(metadata: dict) -> tuple[str, str | None]:
     model = metadata.get("model")
     if not model or not isinstance(model, str):
         raise CaeError("the bundle's metadata names no CLIP model (it was not made by `cae encode`)")
-    pretrained = metadata.get("pretrained")
-    if pretrained in (None, "", "random", "none", "None"):
+    if has_random_weights(metadata):
         return model, None
-    pretrained = str(pretrained)
+    pretrained = str(metadata["pretrained"])
     # the fingerprint keeps the checkpoint's absolute path; "pretrained" is the path as it was typed
     fingerprint = str(metadata.get("checkpoint") or "")
     if fingerprint.startswith("file:") and not Path(pretrained).expanduser().is_file():

@@ -15,6 +15,7 @@ from .fusion import GAMMA, Combine, check_fusion_options
 from .semantic_space import TEXTS_PER_CENTRE, Bank
 
 BOTH = (Bank.NOUNS, Bank.CAPTIONS)
+DEFAULT_CLUSTERS = 10  # K where neither the user nor the labels give one
 AlignmentKind = Literal["ot", "softmax", "tac"]
 MethodFusion = Literal["adaptive", "equal", "tac", "relation", "none"]
 FusionChoice = Literal["adaptive", "paper"]
