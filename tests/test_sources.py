@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from cae_core import config
+from cae_core.arrays import round_robin
 from cae_core.inputs import sources, torchvision_sets
 from cae_core.errors import CaeError
 from cae_core.inputs import (Benchmark, ImageLoadError, ImageSource, dataset_choices, load_image, open_image_source,
@@ -219,6 +220,15 @@ def test_limit_is_stratified_and_deterministic(tmp_path):
     assert len(open_image_source(str(tmp_path), limit=10_000).records) == 63
     with pytest.raises(CaeError, match="the image limit must be a positive number, got 0"):
         open_image_source(str(tmp_path), limit=0)
+
+
+def test_round_robin_takes_the_classes_in_turn():
+    labels = [2, 0, 0, 1, 1, 1, 0]
+    assert round_robin(labels, 5).tolist() == [1, 3, 0, 2, 4]  # firsts in label order, then seconds
+    assert round_robin(labels, 100).tolist() == [1, 3, 0, 2, 4, 6, 5]
+    seeded = round_robin(labels, 3, np.random.default_rng(0))
+    assert sorted(np.asarray(labels)[seeded].tolist()) == [0, 1, 2]  # one of each class, in a seeded order
+    assert seeded.tolist() == round_robin(labels, 3, np.random.default_rng(0)).tolist()
 
 
 def test_limit_on_unlabelled_folder(tmp_path):
