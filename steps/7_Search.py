@@ -19,7 +19,8 @@ result = require_run(ws)
 bundle = ws.bundle
 
 model = model_name(bundle.metadata)
-weights = "random weights" if has_random_weights(bundle.metadata) else bundle.metadata.get("pretrained") or "unknown weights"
+weights = ("random weights" if has_random_weights(bundle.metadata)
+           else bundle.metadata.get("pretrained") or "unknown weights")
 phrase_column, bank_column, encoder_column = st.columns([3, 1, 2])
 phrase = phrase_column.text_input("Phrase", value=st.query_params.get("q", ""), placeholder="e.g. crane, airliner",
                                   key="search-phrase")

@@ -83,3 +83,17 @@ def test_without_a_run_the_page_offers_one(runs):
     at = open_page(Workspace(bundle=bundle, n_clusters=4))
     assert not at.exception
     assert any("not clustered yet" in info.value for info in at.info)
+
+
+def test_the_page_states_the_engines_settings_not_copies_of_them(runs, monkeypatch):
+    import cae_core.method as method
+
+    monkeypatch.setattr(method, "GRAPH_NEIGHBOURS", 7)
+    monkeypatch.setattr(method, "MAX_ROWS", 1234)
+    monkeypatch.setattr(method, "DEFAULT_RANGE", (3, 9))
+    bundle, results = runs
+    at = open_page(Workspace(bundle=bundle, n_clusters=4, results=dict(results)))
+    assert not at.exception
+    captions = " ".join(caption.value for caption in at.caption)
+    assert "7-nearest-neighbour" in captions and "Above 1,234 images" in captions
+    assert (at.number_input(key="k-low").value, at.number_input(key="k-high").value) == (3, 9)

@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # prompts per cache chunk: an interruption loses at most this much work
-_TEXT_CHUNK_PROMPTS = 8192
-_IMAGE_CHUNK_ROWS = 1024
+TEXT_CHUNK_PROMPTS = 8192
+IMAGE_CHUNK_ROWS = 1024
 
 
 @dataclass
@@ -225,7 +225,7 @@ def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256, t
     position = np.empty_like(order)
     position[order] = np.arange(len(order))
     templates = list(templates) if templates else None
-    chunk_rows = chunk_rows or max(1, _TEXT_CHUNK_PROMPTS // len(templates or [None]))
+    chunk_rows = chunk_rows or max(1, TEXT_CHUNK_PROMPTS // len(templates or [None]))
 
     def batches(rows: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
         return _text_batches(clip, words[rows], templates, batch_size, trim, progress, stage)
@@ -309,7 +309,7 @@ def encode_images(clip: ClipModel, image_source: ImageSource, batch_size: int = 
         files = hashlib.sha256(json.dumps([file_fingerprint(path) if path.exists() else [str(path)]
                                            for path in paths]).encode()).hexdigest()
         store = ChunkedStore({"kind": "images", **clip.cache_parts(), "preprocess": repr(clip.preprocess),
-                              "files": files}, len(paths), chunk_rows or _IMAGE_CHUNK_ROWS, namespace="embeddings",
+                              "files": files}, len(paths), chunk_rows or IMAGE_CHUNK_ROWS, namespace="embeddings",
                              description=f"images: {len(paths)} of {image_source.name}, {clip.model_name}")
         arrays = _fill_and_read(store, batches, "images", "images", shard)
     else:
