@@ -22,13 +22,16 @@ from .progress import no_progress
 from .files import check_writable
 from .inputs.bundle import load_bundle, save_bundle
 from .inputs.cache import cache_dir, clear_cache, list_entries
-from .inputs.encode import RANDOM_WEIGHTS, encode_dataset
-from .inputs.encoders import load_clip
+from .inputs.encode import RANDOM_WEIGHTS, encode_dataset, pretrained_option
+from .inputs.corpora import TAC_TEMPLATES
+from .inputs.demos import DEFAULT_DEMO
+from .inputs.encoders import IMAGE_CHUNK_ROWS, TEXT_CHUNK_PROMPTS, load_clip
 from .inputs.presets import PRESETS, estimate_presets
 from .inputs.sources import open_image_source
 from .method.cluster_count import CLUSTER_COUNT_CRITERIA, DEFAULT_RANGE, choose_n_clusters
 from .method.fusion import COMBINES
-from .method.methods import FUSION_CHOICES, METHODS, SELECTION_CHOICES, SPACE_CHOICES, CaeConfig
+from .method.semantic_space import CENTRES_PER_IMAGE, SMALL_SET_CENTRES_PER_CLUSTER
+from .method.methods import DEFAULT_CLUSTERS, FUSION_CHOICES, METHODS, SELECTION_CHOICES, SPACE_CHOICES, CaeConfig
 from .method.run import run_method, run_methods
 
 AUTO = "auto"  # --clusters auto: estimate K
@@ -107,8 +110,9 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 def _add_run_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
     _add_common_options(parser, auto)
     parser.add_argument("--seed", type=int, default=0)
-    defaults = CaeConfig()
-    helps = {"epsilon": "Sinkhorn temperature (default 0.05)", "gamma": "fusion temperature (default 0.01)",
+    defaults, per_centre = CaeConfig(), round(1 / CENTRES_PER_IMAGE)
+    helps = {"epsilon": f"Sinkhorn temperature (default {defaults.epsilon:g})",
+             "gamma": f"temperature of --fusion paper's softmax (default {defaults.gamma:g})",
              "fusion": f"fusion weights, {' or '.join(FUSION_CHOICES)} (default {defaults.fusion}: each text view "
                        "weighed by its neighbourhood agreement with the image; paper: the formula as written)",
              "centre": f"on or off: remove each modality's mean before fusing (default {'on' if defaults.centre else 'off'})",
@@ -116,10 +120,12 @@ def _add_run_options(parser: argparse.ArgumentParser, auto: bool = False) -> Non
              "neighbours": f"k of the neighbourhoods the agreement weighting compares (default {defaults.neighbours})",
              "selection": f"{' or '.join(SELECTION_CHOICES)} (default {defaults.selection}: TAC's rule; nearest: "
                           "the CAE seed's top-K per centre)",
-             "n_centres": "semantic-space centres (default N/300, or 3K where N/300 < K)",
-             "train_size": "size of the training split that N/300 counts (TAC's rule; default N)",
-             "texts_per_centre": "texts each centre keeps (default 5)",
-             "space": "tac (default) or hierarchy: MCA's hierarchy-aware filter on the WordNet nouns first"}
+             "n_centres": f"semantic-space centres (default N/{per_centre}, or {SMALL_SET_CENTRES_PER_CLUSTER}K "
+                          f"where N/{per_centre} < K)",
+             "train_size": f"size of the training split that N/{per_centre} counts (TAC's rule; default N)",
+             "texts_per_centre": f"texts each centre keeps (default {defaults.texts_per_centre})",
+             "space": f"{' or '.join(SPACE_CHOICES)} (default {defaults.space}); hierarchy: MCA's hierarchy-aware "
+                      "filter on the WordNet nouns first"}
     for flag, field, kind in _METHOD_OPTIONS:
         choices = {"fusion": FUSION_CHOICES, "combine": COMBINES, "space": SPACE_CHOICES,
                    "selection": SELECTION_CHOICES}.get(field)
@@ -227,8 +233,9 @@ def run_theorem1(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from .analysis.comparison import cluster_summary
     from .analysis.export import comparison_table
+    from .analysis.cluster_quality import true_cluster_count
     from .inputs.demo_sources import fetch_demo
-    from .inputs.demos import DEFAULT_DEMO, fetchable_demos, find_demos, load_demo
+    from .inputs.demos import default_demo, fetchable_demos, find_demos, load_demo
 
     if args.fetch:
         here = next((demo for demo in find_demos() if demo.name == args.fetch and demo.path is not None), None)
@@ -254,10 +261,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"{source.name}: not here; --fetch {source.name} builds it from its public sources "
                   f"({source.size / 2**20:.1f} MiB to download): {source.description}")
         return 0
-    name = args.name or next((demo.name for demo in find_demos() if demo.name == DEFAULT_DEMO), "planted")
-    bundle, _, demo = load_demo(name)
-    n_clusters = args.clusters if args.clusters is not None else \
-        (len(bundle.class_names) if bundle.class_names is not None else 10)
+    bundle, _, demo = load_demo(args.name or default_demo())
+    n_clusters = args.clusters or true_cluster_count(bundle) or DEFAULT_CLUSTERS
     print(f"demo {demo.name}: {demo.description}")
     if demo.synthetic:
         print("(planted embeddings: the texts are synthetic names, the scores show the mechanics only)")
@@ -321,18 +326,23 @@ def _add_encode_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", default="openai",
                         help=f"open_clip tag, checkpoint file, or '{RANDOM_WEIGHTS}' to explore the mechanics "
                              "(random weights: the features carry no semantics)")
-    parser.add_argument("--nouns", default=None, help="wordnet (default), imagenet or a file with one noun per line")
+    paper = PRESETS["paper"]  # what encode uses without a preset
+    parser.add_argument("--nouns", default=None,
+                        help=f"wordnet or imagenet (default {paper.nouns}), or a file with one noun per line")
     parser.add_argument("--captions", default=None, nargs="+", metavar="CAPTIONS",
-                        help="flickr30k (default), flickr8k, a file or a folder; or 'per-image FILE': a CSV of "
+                        help=f"flickr30k or flickr8k (default {paper.captions}), a file or a folder; or "
+                             "'per-image FILE': a CSV of "
                              "image_id,caption, each caption describing one image (SAC)")
     parser.add_argument("--max-captions", type=int, default=None, help="keep the first N captions (default all)")
     parser.add_argument("--templates", type=int, default=None,
-                        help="how many of TAC's 7 noun prompt templates to average (default 7; 1 is 7x faster)")
+                        help=f"how many of TAC's {len(TAC_TEMPLATES)} noun prompt templates to average (default "
+                             f"{paper.templates}; 1 is {len(TAC_TEMPLATES)}x faster)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--chunk-rows", type=int, default=None,
                         help="images or texts per cache chunk, the unit of work torchrun workers share (default "
-                             "1024 images, 8192 prompts' worth of texts; another value makes new cache entries)")
+                             f"{IMAGE_CHUNK_ROWS} images, {TEXT_CHUNK_PROMPTS} prompts' worth of texts; another value "
+                             "makes new cache entries)")
     parser.add_argument("--out", type=Path, help="output bundle (.npz); required unless --estimate")
     parser.set_defaults(handler=run_encode)
     return parser
@@ -368,7 +378,7 @@ def run_encode(args: argparse.Namespace) -> int:
     check_writable(args.out, folder=False)
     shard = shard_from_env()
     writer = shard is None or shard.rank == 0
-    pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
+    pretrained = pretrained_option(args.pretrained)
     if pretrained is None:
         print(f"warning: {args.model} with random weights; clusters and matched texts carry no semantics",
               file=sys.stderr)
@@ -395,7 +405,7 @@ def run_caption(args: argparse.Namespace) -> int:
 
     check_caption_options(args.batch_size, args.max_tokens)  # before the model's minutes of loading
     check_writable(args.out, folder=False)
-    pretrained = None if args.pretrained == RANDOM_WEIGHTS else args.pretrained
+    pretrained = pretrained_option(args.pretrained)
     if pretrained is None:
         print(f"warning: {args.model} with random weights writes meaningless captions", file=sys.stderr)
     source = open_image_source(args.images, limit=args.limit)
@@ -501,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     theorem1.set_defaults(handler=run_theorem1)
 
     demo = commands.add_parser("demo", help="run every method on a ready-made demo and print the table")
-    demo.add_argument("--name", default=None, help="a demo (see --list); default stl10-vitb16 when present")
+    demo.add_argument("--name", default=None, help=f"a demo (see --list); default {DEFAULT_DEMO} when present")
     demo.add_argument("--clusters", type=int, default=None, help="K (default: the demo's number of classes)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--list", action="store_true", help="list the demos found (and those --fetch can build) and stop")

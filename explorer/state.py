@@ -10,6 +10,8 @@ import numpy as np
 import streamlit as st
 
 from cae_core import CaeConfig, ClusteringResult, FeaturesBundle
+from cae_core.analysis import true_cluster_count
+from cae_core.method.methods import DEFAULT_CLUSTERS
 
 WORKSPACE_KEY = "workspace"
 T = TypeVar("T")
@@ -34,7 +36,7 @@ class Workspace:
     image_root: Path | None = None
     random_weights: bool = False
     encoded_here: bool = False  # encoded by this server: its CLIP model is loaded and can encode more text
-    n_clusters: int = 10
+    n_clusters: int = DEFAULT_CLUSTERS
     seed: int = 0
     config: CaeConfig = field(default_factory=CaeConfig)
     results: dict[str, ClusteringResult] = field(default_factory=dict)
@@ -51,8 +53,7 @@ class Workspace:
         self.pictures_note = pictures_note
         self.random_weights, self.demo, self.encoded_here = random_weights, None, False
         self.skipped = list(skipped or [])
-        n_classes = len(np.unique(bundle.labels[bundle.labels >= 0])) if bundle.has_labels else 0
-        self.n_clusters = int(min(bundle.n_images, n_classes or self.n_clusters))
+        self.n_clusters = int(min(bundle.n_images, true_cluster_count(bundle) or self.n_clusters))
         self.set_results({})
 
     def set_results(self, results: dict[str, ClusteringResult]) -> None:

@@ -17,8 +17,10 @@ from cae_core import Alignment, Bank, CaeError, ClusteringResult, FeaturesBundle
     analysis, default_n_centres
 from cae_core.analysis import bundle_bytes, heaviest_images, project, remove_modality_gap, representations, \
     thin_by_density
+from cae_core.arrays import round_robin
 from cae_core.inputs import ImageSource, estimate_presets, open_image_source
 from cae_core.method import ClusterCountEstimate, align_bank, choose_n_clusters, semantic_space_for
+from cae_core.method.methods import Softmax
 
 from .resources import clip_model, text_tower
 from .state import Workspace
@@ -37,12 +39,7 @@ def class_counts(labels, class_names) -> pd.DataFrame:
 
 def spread_sample(labels, n: int) -> np.ndarray:
     """Up to ``n`` image indices taking the classes in turn (the first image of each class, then the second…)."""
-    labels = np.asarray(labels)
-    rank = np.zeros(len(labels), dtype=np.int64)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        rank[members] = np.arange(len(members))
-    return np.lexsort((labels, rank))[:n]
+    return round_robin(labels, n)
 
 
 def skipped_table(skipped) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 
 from cae_core import CaeError, ClusteringResult, FeaturesBundle, run_methods
 from cae_core.method import DEFAULT_METHOD, FUSION_CHOICES, available_methods
-from cae_core.inputs import DEFAULT_DEMO, PLANTED, fetch_demo, find_demos, load_demo, load_image
+from cae_core.inputs import default_demo, fetch_demo, load_demo, load_image
 
 from .navigation import DATASET_PAGE, take_over
 from .state import Workspace, workspace
@@ -61,11 +61,6 @@ def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
         open_demo(ws, default_demo())
     semantics_banner(ws)
     return ws
-
-
-def default_demo() -> str:
-    """The demo a link opens when it names none: stl10-vitb16 where present, else the planted one."""
-    return DEFAULT_DEMO if any(demo.name == DEFAULT_DEMO for demo in find_demos()) else PLANTED
 
 
 def open_demo(ws: Workspace, name: str) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from cae_core.analysis import images_matching_noun
+from cae_core.analysis import TOP_NOUNS, images_matching_noun
 from explorer import views
 from explorer.widgets import BROWSE_KEY, MAP_SELECTION, escape_markdown, image_caption, image_grid, page_header, \
     require_run, thumbnail, user_errors
@@ -40,7 +40,7 @@ elif mode == "by noun":
     nouns = sorted(set(result.semantic_space.nouns.texts.tolist()))
     noun = st.selectbox("Noun (type to search the selected nouns)", nouns)
     candidates = images_matching_noun(result, noun)
-    st.caption(f"Images with “{escape_markdown(noun)}” among their 3 heaviest OT-matched nouns, "
+    st.caption(f"Images with “{escape_markdown(noun)}” among their {TOP_NOUNS} heaviest OT-matched nouns, "
                "heaviest match first.")
 else:
     if mode == "by class":

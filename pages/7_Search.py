@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cae_core import Bank
+from cae_core.inputs import has_random_weights, model_name
 from explorer import views
 from explorer.widgets import escape_markdown, image_caption, image_grid, page_header, require_run, user_errors
 
@@ -18,8 +19,9 @@ ws = page_header("Search", "Type a word or a phrase: images ranked by cosine to 
 result = require_run(ws)
 bundle = ws.bundle
 
-model = bundle.metadata.get("model", "unknown model")
-weights = bundle.metadata.get("pretrained") or "random weights"
+model = model_name(bundle.metadata)
+weights = ("random weights" if has_random_weights(bundle.metadata)
+           else bundle.metadata.get("pretrained") or "unknown weights")
 phrase_column, bank_column, encoder_column = st.columns([3, 1, 2])
 linked = st.query_params.get("q", "")
 if len(linked) > MAX_PHRASE:

@@ -16,6 +16,7 @@ from cae_core import CaeConfig, run_methods
 from cifar_data import CIFAR, planted_cifar_bundle
 from explorer.state import WORKSPACE_KEY, Workspace
 from explorer.widgets import escape_markdown
+from ot_reference import heaviest, row_shares
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
@@ -67,13 +68,30 @@ def plotly_specs(at: AppTest) -> list[str]:
     return [element.proto.spec for element in at.get("plotly_chart")]
 
 
+def page_title(page: str | None) -> str:
+    """The title a page draws: its file name without the number ("steps/2_Semantic_space.py": Semantic space)."""
+    return "CAE Explorer" if page is None else Path(page).stem.split("_", 1)[1].replace("_", " ")
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_opens_with_nothing_loaded(page):
     at = open_page(page)
     assert_clean(at)
+    assert [title.value for title in at.title] == [page_title(page)]
+    infos = [info.value for info in at.info]
+    if page is None:
+        assert any("Nothing is loaded in this session" in info for info in infos)
+        assert any("planted embeddings" in caption.value for caption in at.caption)  # the demo list
+    elif page == "steps/1_Dataset.py":
+        assert at.radio(key="source-kind").value and at.radio(key="bundle-how").value  # the two ways in
+    elif page == "steps/6_Polysemy.py":
+        assert any("WordNet senses of “crane”" in header.value for header in at.subheader)
+        assert any("No data is loaded" in caption.value for caption in at.caption)
+    else:
+        assert any(info.startswith("Nothing is loaded yet. On the **Dataset** page") for info in infos)
     if page in GUIDED_PAGES:
         # guidance: point to a checkpoint, load a bundle, or choose random weights
-        assert any("random weights" in info.value for info in at.info)
+        assert any("random weights" in info for info in infos)
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +146,21 @@ def test_correspondences_page(workspace):
     assert_clean(at)
     tables = tables_with(at, "mass")  # OT and softmax for nouns, then for captions
     assert len(tables) == 4
-    for table in tables:
-        assert list(table.columns) == ["text", "mass", "cosine"] and len(table) == 5
-        assert table["mass"].between(0, 1).all()
+    image, epsilon = 0, workspace.results["cae"].config.epsilon
+    for (ot_table, softmax_table), part in zip((tables[:2], tables[2:]), workspace.results["cae"].aligned.values()):
+        texts = part.selection.texts.astype(str)
+        # the OT table is image 0's row of the plan (POT's Sinkhorn, computed here), heaviest five
+        top, share = heaviest(row_shares(workspace.bundle.image_embeddings, part.selection.embeddings, epsilon),
+                              image, 5)
+        # the softmax table: softmax of the cosines at the same temperature, no column constraint
+        cosine = workspace.bundle.image_embeddings[image] @ part.selection.embeddings.T
+        probability = np.exp((cosine - cosine.max()) / epsilon)
+        soft_top, soft_share = heaviest((probability / probability.sum())[None], 0, 5)
+        for table, rows, expected in ((ot_table, top, share), (softmax_table, soft_top, soft_share)):
+            assert list(table.columns) == ["text", "mass", "cosine"] and len(table) == 5
+            assert table["text"].tolist() == texts[rows].tolist()
+            np.testing.assert_allclose(table["mass"], expected, atol=1e-4)
+            np.testing.assert_allclose(table["cosine"], cosine[rows], atol=1e-5)
     assert any('"weight"' in spec for spec in plotly_specs(at))  # the fusion weights bar
     assert len(images_on(at)) == 1 + 4 * 6  # the image, then 6 nearest in each of the 4 representations
     assert any("Why is this image here?" in header.value for header in at.subheader)
@@ -230,8 +260,26 @@ def test_search_page_ranks_images_for_a_bank_word(workspace):
     at.run()
     assert_clean(at)
     assert any("stands in" in info.value for info in at.info)
-    assert any("Nearest by cosine" in text.value for text in at.markdown)
+    assert any("Nearest by cosine** (the 24 highest)" in text.value for text in at.markdown)
     assert any("Linked by the transport plan" in text.value for text in at.markdown)
+    # each thumbnail's caption: "#index · class · value"; 24 by cosine, then those the plan links
+    shown = [element.proto.imgs[0].caption.replace("\\", "").split(" · ") for element in images_on(at)]
+    by_cosine, by_plan = shown[:24], shown[24:]
+    bundle = workspace.bundle
+    row = bundle.nouns.tolist().index(noun)  # the bank's own row stands in for the word
+    cosine = bundle.image_embeddings @ bundle.noun_embeddings[row]
+    ranked = np.argsort(-cosine, kind="stable")[:24]
+    assert [int(index.lstrip("#")) for index, _, _ in by_cosine] == ranked.tolist()
+    assert [float(value) for _, _, value in by_cosine] == pytest.approx(cosine[ranked], abs=5e-4)
+    assert [name for _, name, _ in by_cosine] == [bundle.label_name(int(bundle.labels[i])) for i in ranked]
+    # planted: "noun 6-0" names class 6, and the images the plan links to it are that class's
+    word_class = int(noun.split()[1].split("-")[0])
+    assert 0 < len(by_plan) <= 24
+    assert np.mean([name == bundle.label_name(word_class) for _, name, _ in by_plan]) >= 0.8
+    masses = [float(value) for _, _, value in by_plan]
+    assert masses == sorted(masses, reverse=True) and all(0 < mass for mass in masses)
+    overlap = len({index for index, _, _ in by_cosine} & {index for index, _, _ in by_plan})
+    assert any(caption.value.startswith(f"{overlap} images are in both lists") for caption in at.caption)
 
 
 def test_dataset_page_refuses_paths_outside_the_allowed_roots():
@@ -300,13 +348,22 @@ def test_escape_markdown_shows_data_literally():
     assert escaped.replace("\\", "") == hostile
 
 
-def test_projection_subsamples_and_fits_texts_jointly():
+def test_projection_subsamples_and_fits_texts_jointly(tmp_path, monkeypatch):
+    from cae_core.analysis import projection
     from cae_core.analysis.projection import project
 
+    monkeypatch.setenv("CAE_CACHE_DIR", str(tmp_path / "cache"))
+    fits = []
+    real_fit = projection._fit
+    monkeypatch.setattr(projection, "_fit", lambda *args: fits.append(args[0].shape) or real_fit(*args))
     rng = np.random.default_rng(0)
     points, texts = rng.normal(size=(120, 16)), rng.normal(size=(7, 16))
     (image_xy, text_xy), index = project(points, texts, n_neighbors=5, max_points=50)
     assert image_xy.shape == (50, 2) and text_xy.shape == (7, 2) and len(index) == 50
     assert np.all(np.diff(index) > 0) and index.max() < 120
-    again, same_index = project(points, texts, n_neighbors=5, max_points=50)  # same inputs: same map
-    assert np.array_equal(same_index, index) and np.allclose(again[0], image_xy)
+    assert fits == [(57, 16)]  # one joint fit of the 50 sampled images and the 7 texts
+    again, same_index = project(points, texts, n_neighbors=5, max_points=50)  # same inputs: read from the cache
+    assert fits == [(57, 16)] and np.array_equal(same_index, index)
+    np.testing.assert_array_equal(again[0], image_xy)
+    project(points, texts, n_neighbors=5, max_points=50, seed=1)  # another seed is another map: fitted
+    assert fits == [(57, 16)] * 2

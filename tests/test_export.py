@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
 from cae_core.inputs.bundle import load_bundle, save_bundle
@@ -25,16 +25,16 @@ SEED = 3
 
 @pytest.fixture()
 def downloads(monkeypatch) -> dict[str, bytes]:
-    """The bytes of every st.download_button the app renders, by file name (AppTest keeps no media)."""
+    """The bytes of every download button the page draws, by file name, as given to ``download_button``
+    (Streamlit's documented element call: label, data, file_name); text is sent as UTF-8, as Streamlit does."""
     captured: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
+    original = DeltaGenerator.download_button
 
-    def spy(self, path_or_data, mimetype, kind, filename=None):
-        if filename:
-            captured[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
+    def spy(self, label, data, file_name=None, *args, **kwargs):
+        captured[file_name or label] = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        return original(self, label, data, file_name, *args, **kwargs)
 
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
     return captured
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import data_dir as default_data_dir
 from ..errors import CaeError, quoted
 from . import demo_sources
-from .bundle import FeaturesBundle, image_root_of, load_bundle
+from .bundle import FeaturesBundle, image_root_of, load_bundle, model_name
 from .synthetic import planted_bundle
 
 PLANTED = "planted"
@@ -44,9 +44,18 @@ class Demo:
     description: str
 
 
+# the planted demo's recipe: its listing reads these, and only opening it builds the bundle
+_PLANTED_RECIPE = dict(n_images=600, n_classes=6, dim=128, n_nouns=240, n_captions=360, noise=0.8, seed=0)
+_PLANTED_MODEL = "planted (synthetic, CLIP-like geometry)"
+_PLANTED_DEMO = Demo(PLANTED, None, _PLANTED_MODEL, _PLANTED_RECIPE["n_images"], _PLANTED_RECIPE["n_classes"],
+                     _PLANTED_RECIPE["n_nouns"], _PLANTED_RECIPE["n_captions"], False, True,
+                     f"planted embeddings of {_PLANTED_RECIPE['n_classes']} classes with CLIP's geometry; texts are "
+                     "named 'noun 3-17' (synthetic: the words mean nothing)")
+
+
 def _planted_demo_bundle() -> FeaturesBundle:
-    bundle = planted_bundle(n_images=600, n_classes=6, dim=128, n_nouns=240, n_captions=360, noise=0.8, seed=0)
-    bundle.metadata.update(model="planted (synthetic, CLIP-like geometry)", image_source=PLANTED)
+    bundle = planted_bundle(**_PLANTED_RECIPE)
+    bundle.metadata.update(model=_PLANTED_MODEL, image_source=PLANTED)
     return bundle
 
 
@@ -76,7 +85,7 @@ def _describe(path: Path) -> Demo | None:
     if not {"image_embeddings", "noun_embeddings", "caption_embeddings"} <= shapes.keys():
         return None
     root = image_root_of(metadata, path)
-    return Demo(name=path.stem, path=path, model=f"{metadata.get('model', 'unknown')} "
+    return Demo(name=path.stem, path=path, model=f"{model_name(metadata)} "
                 f"({metadata.get('pretrained') or 'weights unknown'})", n_images=shapes["image_embeddings"][0],
                 n_classes=shapes.get("class_names", (0,))[0], n_nouns=shapes["noun_embeddings"][0],
                 n_captions=shapes["caption_embeddings"][0], has_pictures=root is not None and root.is_dir(),
@@ -98,12 +107,12 @@ def find_demos(data_dir: Path | None = None) -> list[Demo]:
         if demo is not None:
             found.setdefault(demo.name, demo)
     demos = sorted(found.values(), key=lambda demo: demo.name != DEFAULT_DEMO)
-    bundle = _planted_demo_bundle()
-    demos.append(Demo(PLANTED, None, bundle.metadata["model"], bundle.n_images, len(bundle.class_names),
-                      len(bundle.nouns), len(bundle.captions), False, True,
-                      "planted embeddings of 6 classes with CLIP's geometry; texts are named 'noun 3-17' "
-                      "(synthetic: the words mean nothing)"))
-    return demos
+    return demos + [_PLANTED_DEMO]
+
+
+def default_demo(data_dir: Path | None = None) -> str:
+    """The demo opened when none is named: ``DEFAULT_DEMO`` where its bundle is present, else the planted one."""
+    return DEFAULT_DEMO if any(demo.name == DEFAULT_DEMO for demo in find_demos(data_dir)) else PLANTED
 
 
 def fetchable_demos(present: list[Demo]) -> list[demo_sources.DemoSource]:

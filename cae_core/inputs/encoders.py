@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .bundle import has_random_weights
 from .cache import ChunkedStore, file_fingerprint, texts_digest
 from ..device import resolve_device
 from .distributed import Shard
@@ -32,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # prompts per cache chunk: an interruption loses at most this much work
-_TEXT_CHUNK_PROMPTS = 8192
-_IMAGE_CHUNK_ROWS = 1024
+TEXT_CHUNK_PROMPTS = 8192
+IMAGE_CHUNK_ROWS = 1024
 
 
 @dataclass
@@ -279,7 +280,7 @@ def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256, t
     position = np.empty_like(order)
     position[order] = np.arange(len(order))
     templates = list(templates) if templates else None
-    chunk_rows = chunk_rows or max(1, _TEXT_CHUNK_PROMPTS // len(templates or [None]))
+    chunk_rows = chunk_rows or max(1, TEXT_CHUNK_PROMPTS // len(templates or [None]))
 
     def batches(rows: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
         return _text_batches(clip, words[rows], templates, batch_size, trim, progress, stage)
@@ -363,7 +364,7 @@ def encode_images(clip: ClipModel, image_source: ImageSource, batch_size: int = 
         files = hashlib.sha256(json.dumps([file_fingerprint(path) if path.exists() else [str(path)]
                                            for path in paths]).encode()).hexdigest()
         store = ChunkedStore({"kind": "images", **clip.cache_parts(), "preprocess": repr(clip.preprocess),
-                              "files": files}, len(paths), chunk_rows or _IMAGE_CHUNK_ROWS, namespace="embeddings",
+                              "files": files}, len(paths), chunk_rows or IMAGE_CHUNK_ROWS, namespace="embeddings",
                              description=f"images: {len(paths)} of {image_source.name}, {clip.model_name}")
         arrays = _fill_and_read(store, batches, "images", "images", shard)
     else:
@@ -386,10 +387,9 @@ def text_model_of(metadata: dict) -> tuple[str, str | None]:
     model = metadata.get("model")
     if not model or not isinstance(model, str):
         raise CaeError("the bundle's metadata names no CLIP model (it was not made by `cae encode`)")
-    pretrained = metadata.get("pretrained")
-    if pretrained in (None, "", "random", "none", "None"):
+    if has_random_weights(metadata):
         return model, None
-    pretrained = str(pretrained)
+    pretrained = str(metadata["pretrained"])
     # the fingerprint keeps the checkpoint's absolute path; "pretrained" is the path as it was typed
     fingerprint = str(metadata.get("checkpoint") or "")
     if fingerprint.startswith("file:") and not Path(pretrained).expanduser().is_file():

@@ -37,7 +37,7 @@ import torch
 
 from ..arrays import rows_per_block, sample_rows, unit_rows
 from ..device import as_tensor, resolve_device
-from ..errors import CaeError
+from ..errors import CaeError, is_temperature
 
 GAMMA = 0.01  # stated by CAE: temperature of the softmax over modalities
 NEIGHBOURS = 10  # k of the neighbourhoods compared by the agreement weighting (see the module docstring)
@@ -90,8 +90,8 @@ def check_fusion_options(combine: str, gamma: float, weighting: str | None = Non
         raise CaeError(f"unknown fusion weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
     if combine not in COMBINES:
         raise CaeError(f"unknown fusion combination {combine!r}; choose one of {', '.join(COMBINES)}")
-    if not gamma > 0:
-        raise CaeError(f"the fusion temperature gamma must be positive, got {gamma!r}")
+    if not is_temperature(gamma):
+        raise CaeError(f"the fusion temperature gamma must be positive and finite (at least 6e-39: 2 / gamma must fit a float32), got {gamma!r}")
 
 
 def _neighbours(rows: torch.Tensor, reference: torch.Tensor, reference_index: torch.Tensor, start: int,

@@ -7,13 +7,15 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from ..errors import CaeError
+from ..device import resolve_device
+from ..errors import CaeError, is_positive_integer, is_positive_number, is_temperature
 from .alignment import EPSILON, RETRIEVAL_TAU, SINKHORN_MAX_ITER, SINKHORN_TOL, TOP_MATCHES
 from .clustering import n_restarts
 from .fusion import GAMMA, NEIGHBOURS, Combine, check_fusion_options
 from .semantic_space import TEXTS_PER_CENTRE, Bank
 
 BOTH = (Bank.NOUNS, Bank.CAPTIONS)
+DEFAULT_CLUSTERS = 10  # K where neither the user nor the labels give one
 FusionChoice = Literal["agreement", "paper", "equal"]
 FUSION_CHOICES: tuple[str, ...] = get_args(FusionChoice)
 SpaceChoice = Literal["tac", "hierarchy"]
@@ -169,16 +171,18 @@ class CaeConfig:
     def __post_init__(self) -> None:
         for name in ("n_centres", "train_size"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            if value is not None and not is_positive_integer(value):
                 raise CaeError(f"{name} must be a positive integer or None, got {value!r}")
         n_restarts(1, 1, 1, self.n_init)  # validates n_init
         for name in ("texts_per_centre", "sinkhorn_max_iter", "kmeans_max_iter", "top_matches", "neighbours"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise CaeError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("epsilon", "sinkhorn_tol", "retrieval_tau"):
-            if not getattr(self, name) > 0:
-                raise CaeError(f"{name} must be positive, got {getattr(self, name)!r}")
+            if not is_positive_integer(getattr(self, name)):
+                raise CaeError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not is_positive_number(self.sinkhorn_tol):
+            raise CaeError(f"sinkhorn_tol must be positive and finite, got {self.sinkhorn_tol!r}")
+        for name in ("epsilon", "retrieval_tau"):
+            if not is_temperature(getattr(self, name)):
+                raise CaeError(f"{name} must be positive and finite (at least 6e-39: 2 / {name} must fit a "
+                               f"float32), got {getattr(self, name)!r}")
         if self.space not in SPACE_CHOICES:
             raise CaeError(f"unknown semantic space {self.space!r}; choose one of {', '.join(SPACE_CHOICES)}")
         if self.fusion not in FUSION_CHOICES:
@@ -188,3 +192,5 @@ class CaeConfig:
         if not isinstance(self.centre, (bool, np.bool_)):
             raise CaeError(f"centre must be True or False, got {self.centre!r}")
         check_fusion_options(self.combine, self.gamma)
+        resolve_device(self.device)  # an unknown device, or CUDA where there is none, fails here, not mid-run
+

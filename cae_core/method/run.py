@@ -15,8 +15,8 @@ from ..progress import Progress, no_progress
 from .alignment import Alignment, ot_alignment, softmax_alignment
 from .clustering import spherical_kmeans
 from .fusion import Fusion, fuse
-from .methods import METHODS, AlignmentPart, CaeConfig, Fused, ImageOnly, MethodSpec, OwnCaptions, RelationRows, \
-    Softmax, Transport
+from .methods import DEFAULT_CLUSTERS, METHODS, AlignmentPart, CaeConfig, Fused, ImageOnly, MethodSpec, OwnCaptions, \
+    RelationRows, Softmax, Transport
 from .hierarchy import hierarchy_filter
 from .metrics import evaluate
 from .relation import relation_features
@@ -267,7 +267,7 @@ def represent(bundle: FeaturesBundle, method: str = "cae", n_centres: int | None
     return _represent(bundle, spec, int(n_centres or 0), config, seed, _Stages(progress))
 
 
-def run_method(bundle: FeaturesBundle, method: str = "cae", n_clusters: int = 10, *,
+def run_method(bundle: FeaturesBundle, method: str = "cae", n_clusters: int = DEFAULT_CLUSTERS, *,
                config: CaeConfig | None = None, seed: int = 0, progress: Progress | None = None) -> ClusteringResult:
     """Run one method on ``bundle`` and return every intermediate. Same inputs and seed → same result."""
     spec = _check_request(bundle, method, n_clusters)
@@ -275,7 +275,7 @@ def run_method(bundle: FeaturesBundle, method: str = "cae", n_clusters: int = 10
 
 
 def run_methods(bundle: FeaturesBundle, methods: list[str] | tuple[str, ...] | None = None,
-                n_clusters: int = 10, *, config: CaeConfig | None = None, seed: int = 0,
+                n_clusters: int = DEFAULT_CLUSTERS, *, config: CaeConfig | None = None, seed: int = 0,
                 progress: Progress | None = None) -> dict[str, ClusteringResult]:
     """Run several methods (every one available for the bundle by default) on the same bundle, computing
     shared stages (semantic space, alignments) once."""
