@@ -19,6 +19,7 @@ from cae_core.analysis import bundle_bytes, heaviest_images, project, remove_mod
     thin_by_density
 from cae_core.inputs import ImageSource, estimate_presets, open_image_source
 from cae_core.method import ClusterCountEstimate, align_bank, choose_n_clusters, semantic_space_for
+from cae_core.method.methods import Softmax
 
 from .resources import clip_model, text_tower
 from .state import Workspace

@@ -14,6 +14,7 @@ from ..arrays import unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
 from ..method.alignment import Alignment
+from ..method.methods import Transport
 from ..method.run import ClusteringResult, ClusterTexts, align_bank, cluster_texts
 from ..method.semantic_space import Bank
 

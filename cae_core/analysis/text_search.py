@@ -20,6 +20,7 @@ import numpy as np
 from ..arrays import unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
+from ..method.methods import Transport
 from ..method.run import ClusteringResult, align_bank
 from ..method.semantic_space import Bank
 from .polysemy import captions_mentioning, heaviest_images, normalise_word, noun_rows
