@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,13 +80,14 @@ def run_record(result: ClusteringResult) -> dict:
 
 def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | None = None, *,
           methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2),
-          base: CaeConfig | None = None,
-          progress: Progress | None = None) -> pd.DataFrame:
+          base: CaeConfig | None = None, progress: Progress | None = None,
+          on_results: Callable[[dict[str, ClusteringResult]], None] | None = None) -> pd.DataFrame:
     """Every method at every point of ``grid`` (CaeConfig field -> values) for every seed.
 
     Returns one row per run: ``method``, the grid's fields, ``seed``, then ``run_record`` and (when
     the bundle has labels) ``separation_record`` columns. Methods that share a point and a seed share
-    their semantic space and alignments. ``base`` holds the settings the grid does not vary.
+    their semantic space and alignments. ``base`` holds the settings the grid does not vary;
+    ``on_results`` receives each point and seed's runs (method -> result) as they are made.
     """
     grid = check_grid(grid or {})
     unknown = [method for method in methods if method not in METHODS]
@@ -106,7 +107,10 @@ def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | N
         if progress:
             progress("sweep", index / (len(points) * len(seeds)), f"{point or 'defaults'}, seed {seed}")
         config = dataclasses.replace(base, **point)
-        for method, result in run_methods(bundle, list(methods), n_clusters, config=config, seed=seed).items():
+        results = run_methods(bundle, list(methods), n_clusters, config=config, seed=seed)
+        if on_results is not None:
+            on_results(results)
+        for method, result in results.items():
             row = {"method": method, **point, "seed": seed, **run_record(result)}
             if sample is not None:
                 row.update(separation_record(result, bundle, sample))
