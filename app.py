@@ -21,6 +21,8 @@ STEPS = (
     ("steps/5_Clusters.py", "5 · Clusters", "scores, clusters named by their texts, method comparison, downloads"),
     ("steps/6_Polysemy.py", "6 · Polysemy", "one word, several senses: how captions tell them apart"),
     ("steps/7_Search.py", "7 · Search", "a phrase: images by cosine beside the images the transport plan links to it"),
+    ("steps/8_Runs.py", "8 · Runs", "every recorded run (this app's and the command line's): filter, open, compare, "
+                                    "delete"),
 )
 
 

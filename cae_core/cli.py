@@ -156,7 +156,8 @@ def _record(args: argparse.Namespace, results: dict, bundle, source: str) -> Non
         return
     store = RunStore()
     ids = store.add_all(results, bundle, source=source, bundle_path=args.features,
-                        image_root=image_root_of(bundle.metadata, args.features))
+                        image_root=image_root_of(bundle.metadata, args.features),
+                        random_weights="model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
     for method, run_id in ids.items():
         print(f"recorded run {run_id} ({method}) in {store.root}", file=sys.stderr)
 
@@ -404,13 +405,12 @@ _LISTED = ["id", "created", "dataset", "method", "n_clusters", "seed", "acc", "n
 
 
 def _settings_filter(text: str) -> tuple[str, object]:
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"expected SETTING=VALUE, e.g. epsilon=0.05, got {text!r}")
+    from .runs import parse_setting
+
     try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value  # a word: fusion=paper
+        return parse_setting(text)
+    except CaeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _table(frame) -> str:

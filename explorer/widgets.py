@@ -19,6 +19,7 @@ from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_me
 from cae_core.method import FUSION_CHOICES
 from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
 
+from .runs import open_run, record_runs
 from .state import Workspace, workspace
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one p
 MAIN_METHOD = "cae"
 THUMBNAIL_SIZE = 128
 DEMO_LINK_KEY = "demo-link"
+RUN_LINK_KEY = "run-link"
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 
@@ -44,17 +46,25 @@ def escape_markdown(text: object) -> str:
 def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
     """Title, one-line intro and, when the embeddings are untrained, the banner; returns the workspace.
 
-    ``?demo=NAME`` in the URL opens that demo (loaded and clustered) on any page; ``deep_link`` (a page
-    opened from a link that names what to show, e.g. ``?word=crane``) opens the default demo when
-    nothing is loaded, so a shared link never lands on an empty page.
+    ``?demo=NAME`` in the URL opens that demo (loaded and clustered) on any page, ``?run=ID`` a stored
+    run (its bundle and the runs made with it); ``deep_link`` (a page opened from a link that names what
+    to show, e.g. ``?word=crane``) opens the default demo when nothing is loaded, so a shared link never
+    lands on an empty page.
     """
     st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon=":material/explore:", layout="wide")
     st.title(title)
     st.caption(intro)
     ws = workspace()
     requested = st.query_params.get("demo")
+    requested_run = st.query_params.get("run")
     # a link is honoured once per session: data loaded later must not be replaced while the URL keeps it
-    if requested and st.session_state.get(DEMO_LINK_KEY) != requested:
+    if requested_run and st.session_state.get(RUN_LINK_KEY) != requested_run:
+        st.session_state[RUN_LINK_KEY] = requested_run
+        with user_errors():
+            open_run(ws, requested_run)
+            st.info(f"Opened run **{escape_markdown(ws.opened_run)}**: {escape_markdown(ws.dataset_name)}, "
+                    f"K = {ws.n_clusters}, seed {ws.seed}, as it was made.", icon=":material/history:")
+    elif requested and st.session_state.get(DEMO_LINK_KEY) != requested:
         st.session_state[DEMO_LINK_KEY] = requested
         with user_errors():
             open_demo(ws, requested)
@@ -62,6 +72,9 @@ def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
         with user_errors():
             open_demo(ws, default_demo())
     semantics_banner(ws)
+    if ws.opened_run:
+        st.caption(f"Showing stored run `{ws.opened_run}` (link: `?run={ws.opened_run}`); the Runs page lists "
+                   "every recorded run.")
     return ws
 
 
@@ -73,7 +86,7 @@ def default_demo() -> str:
 def open_demo(ws: Workspace, name: str) -> bool:
     """Load the demo called ``name`` into the workspace and run every method on it (False if that failed)."""
     bundle, image_root, demo = load_demo(name)
-    ws.load(bundle, demo.name, image_root, random_weights=False)
+    ws.load(bundle, demo.name, image_root, random_weights=False, bundle_path=demo.path)
     ws.demo = demo.name
     if demo.synthetic:
         st.info(f"Opened the **{demo.name}** demo: planted embeddings, synthetic words.", icon=":material/science:")
@@ -180,6 +193,7 @@ def run_all(ws: Workspace, methods: Sequence[str] = tuple(METHODS)) -> bool:
             show_error(error)
             return False
         ws.set_results(results)
+        record_runs(ws)
         status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
                       expanded=False)
     return True

@@ -203,7 +203,7 @@ with bundle_tab:
                     image_folder = resolve_allowed_path(recorded, allowed_roots())
             random_weights = untrained or ("model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
             name = bundle.metadata.get("image_source") or (upload.name if how == UPLOAD else bundle_path.name)
-            ws.load(bundle, str(name), image_folder, random_weights)
+            ws.load(bundle, str(name), image_folder, random_weights, bundle_path=bundle_path)
             st.rerun()  # the banner at the top of every page must reflect the new data
 
 if ws.bundle is not None:

@@ -67,6 +67,19 @@ def runs_dir() -> Path:
     return cache_dir() / "runs"
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"epsilon=0.05"`` -> ``("epsilon", 0.05)``, ``"fusion=paper"`` -> ``("fusion", "paper")``: a filter
+    on the settings that ``RunStore.runs`` takes."""
+    key, separator, value = text.strip().partition("=")
+    key, value = key.strip(), value.strip()
+    if not separator or not key.isidentifier():
+        raise CaeError(f"expected SETTING=VALUE, e.g. epsilon=0.05, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value  # a word
+
+
 def new_run_id() -> str:
     """``YYYYmmdd-HHMMSS-xxxxxx``: sorts by time, unique across processes (24 random bits)."""
     return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
@@ -238,13 +251,14 @@ class RunStore:
 
     def add(self, result: ClusteringResult, bundle: FeaturesBundle, *, source: str, bundle_name: str = "",
             bundle_path: str | os.PathLike | None = None, demo: str | None = None,
-            image_root: str | os.PathLike | None = None, batch: str | None = None) -> str:
+            image_root: str | os.PathLike | None = None, batch: str | None = None,
+            random_weights: bool = False) -> str:
         """Record ``result`` (made on ``bundle``) and return its id.
 
         ``bundle_path`` is the file the bundle was read from; without one (and without ``demo``, a demo
         that rebuilds it) the bundle is saved once under ``bundles/``, so the run can be reopened and rerun.
         ``source`` says what made the run; ``batch`` groups runs made together (the app's methods, a
-        ``compare``, a sweep's point and seed)."""
+        ``compare``, a sweep's point and seed); ``random_weights`` marks embeddings of an untrained model."""
         if source not in SOURCES:
             raise CaeError(f"unknown run source {source!r}; choose one of {', '.join(SOURCES)}")
         if len(result.assignments) != bundle.n_images:
@@ -261,7 +275,8 @@ class RunStore:
                     "bundle": {"name": bundle_name,
                                "fingerprint": fingerprint, "n_images": bundle.n_images, "demo": demo,
                                "path": str(Path(bundle_path).resolve()) if bundle_path else None,
-                               "image_root": str(image_root) if image_root else None},
+                               "image_root": str(image_root) if image_root else None,
+                               "random_weights": bool(random_weights)},
                     **manifest_of(result)}
         tables = result_tables(result)
 
