@@ -127,9 +127,9 @@ def test_the_runs_page_filters_opens_compares_and_deletes(data_dir, tmp_path):
     assert_clean(at)
     ws = at.session_state[WORKSPACE_KEY]
     assert ws.opened_run == ids["clip-kmeans"] and len(ws.results) == 8  # the runs made with it
-    assert at.query_params["run"] == [ids["clip-kmeans"]]
+    assert at.query_params["run"] == ids["clip-kmeans"]
 
-    at.multiselect(key="runs-delete").set_value([ids["clip-kmeans"]])
+    at.multiselect(key="runs-delete").set_value([ids["clip-kmeans"]]).run()
     at.button(key="runs-delete-button").click().run()
     assert_clean(at)
     assert set(at.dataframe[0].value["id"]) == {ids["cae"]}

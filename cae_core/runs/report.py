@@ -65,8 +65,9 @@ def compare_runs(a: StoredRun, b: StoredRun) -> RunComparison:
                             columns=["setting", "a", "b"])
     labels_a, labels_b = a.assignments, b.assignments
     names_a, names_b = named_clusters(a), named_clusters(b)
-    table = pd.crosstab(pd.Categorical([names_a[c] for c in labels_a], categories=names_a),
-                        pd.Categorical([names_b[c] for c in labels_b], categories=names_b), dropna=False)
+    # every cluster a row or column, empty ones too, in cluster order
+    table = pd.crosstab(np.asarray(names_a)[labels_a], np.asarray(names_b)[labels_b]).reindex(
+        index=names_a, columns=names_b, fill_value=0)
     table.index.name, table.columns.name = f"{a.id} ({a.method})", f"{b.id} ({b.method})"
     return RunComparison(a, b, metrics, settings, float(adjusted_rand_score(labels_a, labels_b)), table)
 
