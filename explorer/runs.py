@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from cae_core import CaeError
@@ -45,3 +46,15 @@ def open_run(ws: Workspace, run_id: str) -> None:
     ws.n_clusters, ws.seed, ws.config = run.manifest["n_clusters"], run.manifest["seed"], results[run.method].config
     ws.set_results(results)
     ws.run_ids, ws.opened_run = run_ids, run.id
+
+
+def keep_map(ws: Workspace, method: str, name: str, images: pd.DataFrame) -> None:
+    """Add a map the session fitted (``images``: index, x, y) to the method's stored run, so exports carry
+    it; a store that cannot be written leaves the map in the session only."""
+    run_id = ws.run_ids.get(method)
+    if run_id is None:
+        return
+    try:
+        RunStore().add_map(run_id, name, images[["x", "y"]].to_numpy(), images["index"].to_numpy())
+    except (CaeError, OSError, sqlite3.Error) as error:
+        st.warning(f"This map was not added to run {run_id} ({error}).", icon=":material/history:")

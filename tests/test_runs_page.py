@@ -68,6 +68,11 @@ def test_a_run_made_in_the_app_is_listed_by_the_command_line_and_reopens(data_di
     # another process, as after a server restart
     listed = cae("runs", "--source", "app", "--dataset", "tiny").stdout
     assert all(run_id in listed for run_id in made.run_ids.values())
+    at.switch_page("steps/4_Embedding_map.py").run()  # the maps it fits join the run's record
+    assert_clean(at)
+    maps = RunStore().get(made.run_ids["cae"]).maps()
+    assert {"umap_image", "umap_noun", "umap_caption", "umap_fused"} <= set(maps)
+    assert np.isfinite(maps["umap_fused"]).all(axis=1).sum() == 80
 
     opened = fresh_session("steps/3_Correspondences.py", run=made.run_ids["cae"])
     assert_clean(opened)
