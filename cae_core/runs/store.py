@@ -275,7 +275,7 @@ class RunStore:
                     "bundle": {"name": bundle_name,
                                "fingerprint": fingerprint, "n_images": bundle.n_images, "demo": demo,
                                "path": str(Path(bundle_path).resolve()) if bundle_path else None,
-                               "image_root": str(image_root) if image_root else None,
+                               "image_root": str(Path(image_root).resolve()) if image_root else None,
                                "random_weights": bool(random_weights)},
                     **manifest_of(result)}
         tables = result_tables(result)
