@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -290,3 +291,17 @@ def test_the_export_with_a_map_opens_in_pyarrow_and_embedding_atlas(made, bundle
     frame = atlas.load_datasets([str(out)])
     assert len(frame) == 160 and frame["cluster_name"].iloc[0] == table.column("cluster_name")[0].as_py()
     assert frame["top_nouns"].iloc[0].tolist() == table.column("top_nouns")[0].as_py()
+
+
+def test_a_sweep_records_every_point_and_seed(bundle_file, runs_dir, tmp_path):
+    completed = cae("sweep", "--features", str(bundle_file), "--clusters", "4", "--out", str(tmp_path / "sweep"),
+                    "--methods", "clip-kmeans,cae-no-captions", "--seeds", "0,1", "--epsilon", "0.05,0.1", "--quiet")
+    assert completed.stderr.count("recorded run") == 8
+    store = RunStore()
+    listed = store.runs(source="sweep")
+    assert len(listed) == 8 and listed["batch"].nunique() == 4  # one batch per point and seed
+    chosen = store.runs(method="cae-no-captions", settings={"epsilon": 0.1}, sort="seed")
+    assert list(chosen["seed"]) == [0, 1]
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    row = table[(table["method"] == "cae-no-captions") & (table["epsilon"] == 0.1) & (table["seed"] == 1)]
+    assert store.get(chosen["id"][1]).manifest["metrics"]["acc"] == pytest.approx(row["acc"].item())
