@@ -434,7 +434,8 @@ def run_runs(args: argparse.Namespace) -> int:
         run = store.get(args.id)
         manifest = run.manifest
         print(f"run {run.id}: {run.method} on {run.dataset} ({manifest['bundle']['n_images']:,} images), "
-              f"K = {manifest['n_clusters']}, seed {manifest['seed']}, made {manifest['created']} by {manifest['source']}")
+              f"K = {manifest['n_clusters']}, seed {manifest['seed']}, made {manifest['created']} "
+              f"by {manifest['source']}")
         print(f"bundle: {manifest['bundle']['path'] or manifest['bundle']['demo']} "
               f"(fingerprint {manifest['bundle']['fingerprint']})")
         print("metrics: " + (json.dumps({key: round(value, 4) for key, value in manifest["metrics"].items()})

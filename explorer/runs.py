@@ -35,9 +35,10 @@ def open_run(ws: Workspace, run_id: str) -> None:
     bundle = run.load_bundle()
     batch = run.manifest.get("batch")
     together = [store.get(found) for found in store.runs(batch=batch)["id"] if found != run.id] if batch else []
+    fingerprint = run.manifest["bundle"]["fingerprint"]
     results, run_ids = {}, {}
     for other in [run] + together:
-        if other.method not in results and other.manifest["bundle"]["fingerprint"] == run.manifest["bundle"]["fingerprint"]:
+        if other.method not in results and other.manifest["bundle"]["fingerprint"] == fingerprint:
             results[other.method], run_ids[other.method] = other.result(bundle), other.id
     described = run.manifest["bundle"]
     ws.load(bundle, run.dataset, run.image_root(), bool(described.get("random_weights")),

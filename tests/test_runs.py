@@ -4,7 +4,6 @@ is installed)."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import re

@@ -44,7 +44,8 @@ class RunComparison:
 
 def named_clusters(run: StoredRun) -> list[str]:
     """``3 · dog, puppy, hound`` for each of the run's clusters."""
-    return [f"{cluster} · {name}" if name else str(cluster) for cluster, name in enumerate(cluster_names(run.manifest))]
+    return [f"{cluster} · {name}" if name else str(cluster)
+            for cluster, name in enumerate(cluster_names(run.manifest))]
 
 
 def compare_runs(a: StoredRun, b: StoredRun) -> RunComparison:

@@ -49,7 +49,7 @@ SORTABLE = ("created", "dataset", "method", "n_clusters", "seed", "acc", "nmi", 
 SOURCES = ("app", "cluster", "compare", "sweep", "api")
 _COLUMNS = ("id", "created", "dataset", "fingerprint", "method", "n_clusters", "seed", "acc", "nmi", "ari",
             "seconds", "source", "batch", "settings")
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created TEXT NOT NULL, dataset TEXT, fingerprint TEXT, method TEXT, n_clusters INTEGER,
     seed INTEGER, acc REAL, nmi REAL, ari REAL, seconds REAL, source TEXT, batch TEXT, settings TEXT);
