@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -155,9 +156,13 @@ def _record(args: argparse.Namespace, results: dict, bundle, source: str) -> Non
     if args.no_record:
         return
     store = RunStore()
-    ids = store.add_all(results, bundle, source=source, bundle_path=args.features,
-                        image_root=image_root_of(bundle.metadata, args.features),
-                        random_weights="model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
+    try:
+        ids = store.add_all(results, bundle, source=source, bundle_path=args.features,
+                            image_root=image_root_of(bundle.metadata, args.features),
+                            random_weights="model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
+    except (OSError, sqlite3.Error) as error:  # the run's files are written: a store that cannot be is a warning
+        print(f"warning: the runs were not recorded in {store.root} ({error})", file=sys.stderr)
+        return
     for method, run_id in ids.items():
         print(f"recorded run {run_id} ({method}) in {store.root}", file=sys.stderr)
 
@@ -477,7 +482,7 @@ def run_runs(args: argparse.Namespace) -> int:
 
 
 def _add_runs_parser(subparsers) -> argparse.ArgumentParser:
-    from .runs import EXPORT_FORMATS, SORTABLE, SOURCES
+    from .runs import EXPORT_FORMATS, SETTINGS, SORTABLE, SOURCES
 
     parser = subparsers.add_parser("runs", help="the recorded runs ($CAE_RUNS_DIR, else $CAE_CACHE_DIR/runs): "
                                                 "list, show, compare, export, rerun, delete")
@@ -486,7 +491,9 @@ def _add_runs_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--source", choices=SOURCES, help="only runs made by this (app, cluster, compare, sweep)")
     parser.add_argument("--setting", action="append", type=_settings_filter, metavar="NAME=VALUE",
                         help="only runs with this setting, e.g. epsilon=0.05 or fusion=paper (repeatable)")
-    parser.add_argument("--sort", choices=SORTABLE, default="created", help="sort by this column (default created)")
+    parser.add_argument("--sort", choices=SORTABLE + SETTINGS, default="created", metavar="COLUMN",
+                        help=f"sort by one of {', '.join(SORTABLE)} or a setting (epsilon, gamma, ...; "
+                             "default created)")
     parser.add_argument("--order", choices=("asc", "desc"), default=None,
                         help="default: newest and best first, names in order")
     parser.add_argument("--limit", type=int, default=None, help="at most this many runs")

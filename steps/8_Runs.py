@@ -10,7 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from cae_core import CaeError
-from cae_core.runs import SORTABLE, RunStore, compare_runs, parse_setting
+from cae_core.runs import SETTINGS, SORTABLE, RunStore, compare_runs, parse_setting
 from explorer.runs import open_run
 from explorer.widgets import RUN_LINK_KEY, escape_markdown, page_header, user_errors
 
@@ -29,7 +29,8 @@ sources = right.multiselect("Made by", store.values("source"), key="runs-sources
 left, middle, right = st.columns(3)
 settings_text = left.text_input("Settings", key="runs-settings", placeholder="epsilon=0.05, fusion=paper",
                                 help="Only runs with these settings: NAME=VALUE, comma-separated.")
-sort = middle.selectbox("Sort by", SORTABLE, key="runs-sort")
+sort = middle.selectbox("Sort by", SORTABLE + SETTINGS, key="runs-sort",
+                        help="A column, or a setting (newest, best and slowest first; names in order).")
 limit = int(right.number_input("Show at most", 1, 100_000, 500, step=100, key="runs-limit"))
 
 listing = pd.DataFrame()

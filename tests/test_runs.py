@@ -221,6 +221,7 @@ def test_runs_filter_sort_and_refuse_bad_requests(made, runs_dir):
     assert list(store.runs(settings={"epsilon": 0.1})["seed"]) == [1]
     assert list(store.runs(dataset="other")["method"]) == ["clip-kmeans"]
     assert list(store.runs(method=["cae"], sort="seed")["seed"]) == [0, 1]
+    assert list(store.runs(method="cae", sort="epsilon", descending=True)["seed"]) == [1, 0]
     by_acc = store.runs(sort="acc")["acc"].tolist()
     assert by_acc == sorted(by_acc, reverse=True)
     assert store.values("dataset") == ["other", "planted160"]

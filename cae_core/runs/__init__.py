@@ -8,10 +8,10 @@ two runs compared, a run exported as one Parquet table, a run made again.
 from .record import bundle_fingerprint, cluster_names
 from .report import EXPORT_FORMATS, RunComparison, Rerun, add_umap, compare_runs, export_table, named_clusters, \
     rerun, write_export
-from .store import SORTABLE, SOURCES, RunStore, StoredRun, new_run_id, parse_setting, runs_dir
+from .store import SETTINGS, SORTABLE, SOURCES, RunStore, StoredRun, new_run_id, parse_setting, runs_dir
 
 __all__ = [
-    "EXPORT_FORMATS", "Rerun", "RunComparison", "RunStore", "SORTABLE", "SOURCES", "StoredRun", "add_umap",
+    "EXPORT_FORMATS", "Rerun", "RunComparison", "RunStore", "SETTINGS", "SORTABLE", "SOURCES", "StoredRun", "add_umap",
     "bundle_fingerprint", "cluster_names", "compare_runs", "export_table", "named_clusters", "new_run_id",
     "parse_setting", "rerun",
     "runs_dir", "write_export",

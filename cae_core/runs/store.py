@@ -18,6 +18,7 @@ SQLite in WAL mode lets any number of sessions and processes read while one writ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -39,6 +40,7 @@ from ..errors import CaeError
 from ..files import PARTIAL_SUFFIX, atomic_folder, atomic_path
 from ..inputs.bundle import FeaturesBundle, load_bundle, save_bundle
 from ..inputs.cache import cache_dir
+from ..method.methods import CaeConfig
 from ..method.run import ClusteringResult
 from .record import TABLES, bundle_fingerprint, column_array, manifest_of, rebuild_result, result_tables
 
@@ -46,6 +48,7 @@ MANIFEST = "manifest.json"
 MAPS = "maps"
 STALE_PARTIAL_S = 24 * 3600  # a .partial folder this old belongs to a writer that died
 SORTABLE = ("created", "dataset", "method", "n_clusters", "seed", "acc", "nmi", "ari", "seconds", "source")
+SETTINGS = tuple(field.name for field in dataclasses.fields(CaeConfig))  # runs sort by these too
 SOURCES = ("app", "cluster", "compare", "sweep", "api")
 _COLUMNS = ("id", "created", "dataset", "fingerprint", "method", "n_clusters", "seed", "acc", "nmi", "ari",
             "seconds", "source", "batch", "settings")
@@ -361,10 +364,10 @@ class RunStore:
              limit: int | None = None) -> pd.DataFrame:
         """The runs, one row each (id, created, dataset, method, n_clusters, seed, acc, nmi, ari, seconds,
         source, batch, settings as JSON), filtered and sorted in SQLite. ``settings`` keeps the runs
-        whose settings have these values (e.g. ``{"epsilon": 0.05}``); ``descending`` defaults to True
-        for time and scores, False for names."""
-        if sort not in SORTABLE:
-            raise CaeError(f"cannot sort runs by {sort!r}; choose one of {', '.join(SORTABLE)}")
+        whose settings have these values (e.g. ``{"epsilon": 0.05}``); ``sort`` is a column or a setting;
+        ``descending`` defaults to True for time and scores, False for the rest."""
+        if sort not in SORTABLE + SETTINGS:
+            raise CaeError(f"cannot sort runs by {sort!r}; choose one of {', '.join(SORTABLE + SETTINGS)}")
         if limit is not None and limit < 1:
             raise CaeError(f"the number of runs to list must be positive, got {limit}")
         clauses, values = [], []
@@ -384,8 +387,9 @@ class RunStore:
             values.append(wanted)
         if descending is None:
             descending = sort in ("created", "acc", "nmi", "ari", "seconds")
+        key = sort if sort in SORTABLE else f"json_extract(settings, '$.{sort}')"
         query = (f"SELECT {', '.join(_COLUMNS)} FROM runs" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
-                 + f" ORDER BY {sort} IS NULL, {sort} {'DESC' if descending else 'ASC'}, id"
+                 + f" ORDER BY {key} IS NULL, {key} {'DESC' if descending else 'ASC'}, id"
                  + (f" LIMIT {int(limit)}" if limit else ""))
         self.sync()
         with self._index() as connection:
