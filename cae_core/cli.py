@@ -1,4 +1,4 @@
-"""``python -m cae_core``: encode, caption, cluster, compare, sweep, theorem1, demo, bench, cache.
+"""``python -m cae_core``: encode, caption, cluster, compare, sweep, theorem1, demo, bench, cache, runs.
 
 Every request that cannot be met (a bad option, a missing or unwritable file) ends with one line on stderr
 and exit code 2, never a traceback; an unexpected failure ends with one line and exit code 1, and its
@@ -11,6 +11,7 @@ import argparse
 import functools
 import errno
 import json
+import sqlite3
 import sys
 import time
 import traceback
@@ -105,6 +106,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--no-record", action="store_true",
+                        help="do not record the runs in the run store (python -m cae_core runs lists them)")
 
 
 def _add_run_options(parser: argparse.ArgumentParser, auto: bool = False) -> None:
@@ -155,6 +158,7 @@ def run_cluster(args: argparse.Namespace) -> int:
                         progress=_progress_printer(args.quiet))
     for path in written + write_run(result, bundle, args.out):
         print(path)
+    _record(args, {args.method: result}, bundle, "cluster")
     if result.metrics:
         print(json.dumps({key: round(value, 4) for key, value in result.metrics.items()}))
     return 0
@@ -176,6 +180,27 @@ def _estimate_clusters(args: argparse.Namespace, bundle, config: CaeConfig) -> t
     return estimate.best, write_cluster_count(estimate, args.out, true_k)
 
 
+def _record(args: argparse.Namespace, results: dict, bundle, source: str, path: Path | None = None) -> None:
+    """Record runs made together on the bundle read from ``path`` (default ``--features``) in the run store
+    (unless ``--no-record``); their ids on stderr."""
+    from .inputs.bundle import image_root_of
+    from .runs import RunStore
+
+    if args.no_record:
+        return
+    store = RunStore()
+    try:
+        path = path or args.features
+        ids = store.add_all(results, bundle, source=source, bundle_path=path,
+                            image_root=image_root_of(bundle.metadata, path),
+                            random_weights="model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
+    except (OSError, sqlite3.Error) as error:  # the run's files are written: a store that cannot be is a warning
+        print(f"warning: the runs were not recorded in {store.root} ({error})", file=sys.stderr)
+        return
+    for method, run_id in ids.items():
+        print(f"recorded run {run_id} ({method}) in {store.root}", file=sys.stderr)
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from .analysis.export import comparison_table, write_comparison
 
@@ -185,6 +210,7 @@ def run_compare(args: argparse.Namespace) -> int:
                           progress=_progress_printer(args.quiet))
     for path in write_comparison(results, args.out):
         print(path)
+    _record(args, results, bundle, "compare")
     print(comparison_table(results).to_string(index=False))
     return 0
 
@@ -200,8 +226,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     methods = args.methods or common_methods(bundles)
     check_runs(methods, args.seeds)
     reference = reference_method(methods, args.reference)
+    paths = {path.stem: path for path in args.features}
     table = sweep_bundles(bundles, args.clusters, grid, methods=methods, seeds=args.seeds,
-                          base=CaeConfig(device=args.device), progress=_progress_printer(args.quiet))
+                          base=CaeConfig(device=args.device), progress=_progress_printer(args.quiet),
+                          on_results=lambda name, results: _record(args, results, bundles[name], "sweep",
+                                                                   paths[name]))
     comparison = compare_sweep(table, args.metric, reference)
     for path in write_sweep(table, args.out, comparison):
         print(path)
@@ -466,9 +495,124 @@ def run_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- runs
+
+_LISTED = ["id", "created", "dataset", "method", "n_clusters", "seed", "acc", "nmi", "ari", "seconds", "source"]
+
+
+def _settings_filter(text: str) -> tuple[str, object]:
+    from .runs import parse_setting
+
+    try:
+        return parse_setting(text)
+    except CaeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _table(frame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(none)"
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    """``runs``: list the recorded runs, or show, compare, export, rerun or delete some."""
+    from .runs import RunStore, add_umap, compare_runs, named_clusters, rerun, write_export
+
+    store = RunStore()
+    command = args.runs_command or "list"
+    if command == "list":
+        frame = store.runs(dataset=args.dataset, method=args.method, source=args.source,
+                           settings=dict(args.setting or []), sort=args.sort,
+                           descending=None if args.order is None else args.order == "desc", limit=args.limit)
+        frame = frame.assign(created=frame["created"].str.slice(0, 19).str.replace("T", " "))
+        print(_table(frame[_LISTED]))
+        print(f"{len(frame)} run(s) in {store.root}", file=sys.stderr)
+    elif command == "show":
+        run = store.get(args.id)
+        manifest = run.manifest
+        print(f"run {run.id}: {run.method} on {run.dataset} ({manifest['bundle']['n_images']:,} images), "
+              f"K = {manifest['n_clusters']}, seed {manifest['seed']}, made {manifest['created']} "
+              f"by {manifest['source']}")
+        print(f"bundle: {manifest['bundle']['path'] or manifest['bundle']['demo']} "
+              f"(fingerprint {manifest['bundle']['fingerprint']})")
+        print("metrics: " + (json.dumps({key: round(value, 4) for key, value in manifest["metrics"].items()})
+                             if manifest["metrics"] else "none (no labels)") + f"; {manifest['seconds']:.2f} s")
+        print("settings: " + json.dumps(manifest["settings"]))
+        print("versions: " + json.dumps(manifest["versions"]))
+        maps = run.maps()
+        print("maps: " + (", ".join(maps) if maps else "none yet (runs export --map fused adds one)"))
+        sizes = {entry["cluster"]: entry["size"] for entry in manifest["cluster_texts"]}
+        for name in named_clusters(run):
+            print(f"  cluster {name} ({sizes[int(name.split(' ')[0])]} images)")
+    elif command == "compare":
+        found = compare_runs(store.get(args.a), store.get(args.b))
+        print(f"a = {found.a.id} ({found.a.method}), b = {found.b.id} ({found.b.method}); "
+              f"ARI between their labelings: {found.ari:.4f}\n")
+        print(_table(found.metrics))
+        print("\nsettings that differ:\n" + _table(found.settings))
+        print("\ncontingency (rows: a's clusters, columns: b's):\n" + found.contingency.to_string())
+    elif command == "export":
+        run = store.get(args.id)
+        bundle = run.load_bundle()
+        for representation in args.map or []:
+            add_umap(store, run, representation, bundle)
+        print(write_export(run, args.out, args.format, bundle))
+    elif command == "rerun":
+        run = store.get(args.id)
+        again = rerun(run, device=args.device)
+        verdict = "identical labels" if again.identical else \
+            f"labels differ on {again.n_changed} of {len(again.result.assignments)} images (ARI {again.ari:.4f})"
+        print(f"run {run.id} ({run.method}) made again: {verdict}")
+        return 0 if again.identical else 1
+    elif command == "delete":
+        for run_id in args.ids:
+            store.delete(run_id)
+            print(f"deleted run {run_id}")
+    for problem in store.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _add_runs_parser(subparsers) -> argparse.ArgumentParser:
+    from .runs import EXPORT_FORMATS, SETTINGS, SORTABLE, SOURCES
+
+    parser = subparsers.add_parser("runs", help="the recorded runs ($CAE_RUNS_DIR, else $CAE_CACHE_DIR/runs): "
+                                                "list, show, compare, export, rerun, delete")
+    parser.add_argument("--dataset", action="append", help="only runs on this data set (repeatable)")
+    parser.add_argument("--method", action="append", help="only runs of this method (repeatable)")
+    parser.add_argument("--source", choices=SOURCES, help="only runs made by this (app, cluster, compare, sweep)")
+    parser.add_argument("--setting", action="append", type=_settings_filter, metavar="NAME=VALUE",
+                        help="only runs with this setting, e.g. epsilon=0.05 or fusion=paper (repeatable)")
+    parser.add_argument("--sort", choices=SORTABLE + SETTINGS, default="created", metavar="COLUMN",
+                        help=f"sort by one of {', '.join(SORTABLE)} or a setting (epsilon, gamma, ...; "
+                             "default created)")
+    parser.add_argument("--order", choices=("asc", "desc"), default=None,
+                        help="default: newest and best first, names in order")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many runs")
+    parser.set_defaults(handler=run_runs)
+    commands = parser.add_subparsers(dest="runs_command")
+    commands.add_parser("list", help="list the runs (the default)")
+    show = commands.add_parser("show", help="one run: data, settings, metrics, versions, clusters")
+    show.add_argument("id", help="a run id, or a unique start of one")
+    compare = commands.add_parser("compare", help="two runs of the same images: metrics, ARI, contingency table")
+    compare.add_argument("a")
+    compare.add_argument("b")
+    export = commands.add_parser("export", help="one Parquet table, one row per image (Embedding Atlas, FiftyOne)")
+    export.add_argument("id")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="parquet")
+    export.add_argument("--out", required=True, type=Path, help="the file to write")
+    export.add_argument("--map", action="append", choices=("image", "noun", "caption", "fused"),
+                        help="first fit a UMAP of this representation and keep it with the run (umap_<name>_x/_y)")
+    rerun = commands.add_parser("rerun", help="make a run again from its record; exit 1 when the labels differ")
+    rerun.add_argument("id")
+    rerun.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's)")
+    delete = commands.add_parser("delete", help="remove runs")
+    delete.add_argument("ids", nargs="+")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cae_core", description="CAE Explorer's engine: encode, "
-                                     "caption, cluster, compare, sweep, theorem1, demo, bench, cache.")
+                                     "caption, cluster, compare, sweep, theorem1, demo, bench, cache, runs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     cluster = commands.add_parser("cluster", help="cluster a features bundle with one method")
@@ -534,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode_parser(commands)
     _add_caption_parser(commands)
     _add_cache_parser(commands)
+    _add_runs_parser(commands)
     parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     for command in commands.choices.values():  # also after the command; SUPPRESS keeps a --debug given before
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

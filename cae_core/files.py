@@ -83,19 +83,40 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_folder(dest: str | os.PathLike, fill: Callable[[Path], Any]) -> Path:
+PARTIAL_SUFFIX = ".partial"  # a folder being written by atomic_folder (its name also starts with a dot)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def atomic_folder(dest: str | os.PathLike, fill: Callable[[Path], Any], *, durable: bool = False) -> Path:
     """Create the folder ``dest`` by ``fill(temporary folder)`` then a rename, so it is never seen
-    half-written. If another process finished the same folder first, its folder is kept."""
+    half-written. If another process finished the same folder first, its folder is kept.
+
+    ``durable`` flushes every file and the folder to disk before the rename, and the rename after it
+    (the run store's records, which must survive a power cut whole or not at all)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=PARTIAL_SUFFIX, dir=dest.parent))
+    os.chmod(partial, 0o777 & ~_UMASK)  # the usual mode, not mkdtemp's 0700
     try:
         fill(partial)
+        if durable:
+            for path in partial.rglob("*"):
+                _fsync(path)
+            _fsync(partial)
         try:
             partial.rename(dest)
         except OSError:
             if not dest.is_dir():
                 raise
+        if durable:
+            _fsync(dest.parent)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return dest

@@ -44,6 +44,8 @@ PAGES = (
     PageEntry("pages/6_Polysemy.py", "Polysemy", "one word, several senses: how captions tell them apart"),
     PageEntry("pages/7_Search.py", "Search",
               "a phrase: images by cosine beside the images the transport plan links to it"),
+    PageEntry("pages/8_Runs.py", "Runs",
+              "every recorded run (this app's and the command line's): filter, open, compare, delete"),
 )
 
 APP = Path(__file__).resolve().parents[1] / "app.py"

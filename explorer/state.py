@@ -27,7 +27,7 @@ class Workspace:
     ``derived`` memoises views computed from the bundle and runs (softmax contrasts, maps,
     alternative semantic spaces) so that switching pages or images never recomputes them;
     ``selection`` holds the images last chosen in a map, which every map highlights, the gallery
-    shows and the Correspondences page can browse.
+    shows and the Correspondences page can browse; ``run_ids`` names each run's record in the run store.
     """
 
     bundle: FeaturesBundle | None = None
@@ -45,13 +45,17 @@ class Workspace:
     selection: np.ndarray | None = None  # images chosen in a map (box or lasso), shared by the pages
     selection_source: str = ""  # where they were chosen, in words
     pictures_note: str = ""  # why the loaded data shows no pictures, when it could have (shown on the Dataset page)
+    bundle_path: Path | None = None  # the file the bundle was read from (None: made in this session)
+    run_ids: dict[str, str] = field(default_factory=dict)  # method -> its record in the run store
+    opened_run: str | None = None  # the stored run opened from the Runs page or a ?run= link
 
     def load(self, bundle: FeaturesBundle, dataset_name: str, image_root: Path | None, random_weights: bool,
-             skipped: list | None = None, pictures_note: str = "") -> None:
+             skipped: list | None = None, pictures_note: str = "", bundle_path: Path | None = None) -> None:
         """Replace the loaded data; runs and views of the previous data are dropped with it."""
         self.bundle, self.dataset_name, self.image_root = bundle, dataset_name, image_root
         self.pictures_note = pictures_note
         self.random_weights, self.demo, self.encoded_here = random_weights, None, False
+        self.bundle_path = bundle_path
         self.skipped = list(skipped or [])
         self.n_clusters = int(min(bundle.n_images, true_cluster_count(bundle) or self.n_clusters))
         self.set_results({})
@@ -59,6 +63,7 @@ class Workspace:
     def set_results(self, results: dict[str, ClusteringResult]) -> None:
         """Store new runs; every view derived from the old ones is dropped."""
         self.results = results
+        self.run_ids, self.opened_run = {}, None
         self.derived = {}
         self.select(None)
 

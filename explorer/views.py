@@ -23,6 +23,7 @@ from cae_core.method import ClusterCountEstimate, align_bank, choose_n_clusters,
 from cae_core.method.methods import Softmax
 
 from .resources import clip_model, text_tower
+from .runs import keep_map
 from .state import Workspace
 
 
@@ -276,8 +277,10 @@ def embedding_map(ws: Workspace, result: ClusteringResult, representation: str, 
     def compute() -> tuple[pd.DataFrame, pd.DataFrame]:
         texts = map_texts(result.semantic_space, representation) if with_texts else []
         points = representations(result, ws.bundle)[representation]
-        return _map_tables(ws, result, points, texts, [selection.embeddings for _, selection in texts],
-                           max_points, n_neighbors)
+        images, texts_table = _map_tables(ws, result, points, texts, [selection.embeddings for _, selection in texts],
+                                          max_points, n_neighbors)
+        keep_map(ws, result.method, f"umap_{representation}", images)  # the run's export then carries it
+        return images, texts_table
 
     return ws.memo(("map", result.method, representation, with_texts, max_points, n_neighbors), compute)
 

@@ -20,6 +20,7 @@ from cae_core.method import DEFAULT_METHOD, FUSION_CHOICES, available_methods
 from cae_core.inputs import default_demo, fetch_demo, load_demo, load_image
 
 from .navigation import DATASET_PAGE, take_over
+from .runs import open_run, record_runs
 from .state import Workspace, workspace
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one p
 MAIN_METHOD = DEFAULT_METHOD
 THUMBNAIL_SIZE = 128
 DEMO_LINK_KEY = "demo-link"
+RUN_LINK_KEY = "run-link"
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 
@@ -43,9 +45,10 @@ def escape_markdown(text: object) -> str:
 def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
     """Title, one-line intro and, when the embeddings are untrained, the banner; returns the workspace.
 
-    ``?demo=NAME`` in the URL opens that demo (loaded and clustered) on any page; ``deep_link`` (a page
-    opened from a link that names what to show, e.g. ``?word=crane``) opens the default demo when
-    nothing is loaded, so a shared link never lands on an empty page.
+    ``?demo=NAME`` in the URL opens that demo (loaded and clustered) on any page, ``?run=ID`` a stored
+    run (its bundle and the runs made with it); ``deep_link`` (a page opened from a link that names what
+    to show, e.g. ``?word=crane``) opens the default demo when nothing is loaded, so a shared link never
+    lands on an empty page.
     """
     take_over()
     st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon=":material/explore:", layout="wide")
@@ -53,13 +56,23 @@ def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
     st.caption(intro)
     ws = workspace()
     requested = st.query_params.get("demo")
+    requested_run = st.query_params.get("run")
     # a link is honoured once per session: data loaded later must not be replaced while the URL keeps it
-    if requested and st.session_state.get(DEMO_LINK_KEY) != requested:
+    if requested_run and st.session_state.get(RUN_LINK_KEY) != requested_run:
+        st.session_state[RUN_LINK_KEY] = requested_run
+        with user_errors():
+            open_run(ws, requested_run)
+            st.info(f"Opened run **{escape_markdown(ws.opened_run)}**: {escape_markdown(ws.dataset_name)}, "
+                    f"K = {ws.n_clusters}, seed {ws.seed}, as it was made.", icon=":material/history:")
+    elif requested and st.session_state.get(DEMO_LINK_KEY) != requested:
         st.session_state[DEMO_LINK_KEY] = requested
         open_demo(ws, requested)
     elif deep_link and ws.bundle is None:
         open_demo(ws, default_demo())
     semantics_banner(ws)
+    if ws.opened_run:
+        st.caption(f"Showing stored run `{ws.opened_run}` (link: `?run={ws.opened_run}`); the Runs page lists "
+                   "every recorded run.")
     return ws
 
 
@@ -68,7 +81,7 @@ def open_demo(ws: Workspace, name: str) -> bool:
     shown, if that failed (an unknown name, a bundle that fails validation); what was loaded stays loaded."""
     with user_errors():
         bundle, image_root, demo = load_demo(name)
-        ws.load(bundle, demo.name, image_root, random_weights=False)
+        ws.load(bundle, demo.name, image_root, random_weights=False, bundle_path=demo.path)
         ws.demo = demo.name
         if demo.synthetic:
             st.info(f"Opened the **{demo.name}** demo: planted embeddings, synthetic words.",
@@ -181,6 +194,7 @@ def run_all(ws: Workspace, methods: Sequence[str] | None = None) -> bool:
             show_error(error)
             return False
         ws.set_results(results)
+        record_runs(ws)
         status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
                       expanded=False)
     return True

@@ -244,7 +244,7 @@ def load_bundle_form() -> None:
     random_weights = untrained or ("model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
     name = bundle.metadata.get("image_source") or (upload.name if upload is not None else bundle_path.name)
     # the note is kept with the data: the rerun below would erase a message shown now
-    ws.load(bundle, str(name), image_folder, random_weights, pictures_note=note)
+    ws.load(bundle, str(name), image_folder, random_weights, pictures_note=note, bundle_path=bundle_path)
     st.rerun()  # the banner at the top of every page must reflect the new data
 
 

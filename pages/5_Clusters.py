@@ -106,23 +106,26 @@ image_grid_for(ws, (result.assignments == cluster).nonzero()[0][:GALLERY_SIZE])
 
 # --- two methods compared image by image --------------------------------------------------------
 st.subheader("Images that change cluster between two methods")
-left, right = st.columns(2)
-method_a = left.selectbox("First method", list(ws.results), index=list(ws.results).index(MAIN_METHOD), key="change-a")
-others = [name for name in ws.results if name != method_a]
-method_b = right.selectbox("Second method", others,
-                           index=others.index(IMAGE_BASELINE) if IMAGE_BASELINE in others else 0, key="change-b")
-result_a, result_b = ws.results[method_a], ws.results[method_b]
-changed = views.changed_images(ws, method_a, method_b)
-st.metric("Images in another cluster", f"{len(changed):,} of {bundle.n_images:,}",
-          help="After matching the second method's cluster ids to the first's (Hungarian matching on the "
-               "images they share), so a mere renumbering changes nothing.")
-if len(changed):
-    mapped = analysis.aligned_assignments(result_a.assignments, result_b.assignments)
-    shown = changed[:CHANGED_EXAMPLES]
-    image_grid([ws.image_path(int(i)) for i in shown],
-               [f"{image_caption(ws, int(i))} · {result_a.assignments[i]} → {mapped[i]}" for i in shown])
-    st.caption(f"Examples: first method's cluster → second method's (in the first method's numbering; "
-               f"-1: a {method_b} cluster with no partner).")
+if len(ws.results) < 2:
+    st.caption("This run has one method: nothing to compare here (the Runs page compares stored runs).")
+else:
+    left, right = st.columns(2)
+    method_a = left.selectbox("First method", list(ws.results), index=list(ws.results).index(MAIN_METHOD), key="change-a")
+    others = [name for name in ws.results if name != method_a]
+    method_b = right.selectbox("Second method", others,
+                               index=others.index(IMAGE_BASELINE) if IMAGE_BASELINE in others else 0, key="change-b")
+    result_a, result_b = ws.results[method_a], ws.results[method_b]
+    changed = views.changed_images(ws, method_a, method_b)
+    st.metric("Images in another cluster", f"{len(changed):,} of {bundle.n_images:,}",
+              help="After matching the second method's cluster ids to the first's (Hungarian matching on the "
+                   "images they share), so a mere renumbering changes nothing.")
+    if len(changed):
+        mapped = analysis.aligned_assignments(result_a.assignments, result_b.assignments)
+        shown = changed[:CHANGED_EXAMPLES]
+        image_grid([ws.image_path(int(i)) for i in shown],
+                   [f"{image_caption(ws, int(i))} · {result_a.assignments[i]} → {mapped[i]}" for i in shown])
+        st.caption(f"Examples: first method's cluster → second method's (in the first method's numbering; "
+                   f"-1: a {method_b} cluster with no partner).")
 
 # --- downloads ----------------------------------------------------------------------------------
 st.subheader("Downloads")

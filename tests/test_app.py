@@ -69,7 +69,7 @@ def plotly_specs(at: AppTest) -> list[str]:
 
 
 def page_title(page: str | None) -> str:
-    """The title a page draws: its file name without the number ("steps/2_Semantic_space.py": Semantic space)."""
+    """The title a page draws: its file name without the number ("pages/2_Semantic_space.py": Semantic space)."""
     return "CAE Explorer" if page is None else Path(page).stem.split("_", 1)[1].replace("_", " ")
 
 
@@ -82,9 +82,9 @@ def test_every_page_opens_with_nothing_loaded(page):
     if page is None:
         assert any("Nothing is loaded in this session" in info for info in infos)
         assert any("planted embeddings" in caption.value for caption in at.caption)  # the demo list
-    elif page == "steps/1_Dataset.py":
+    elif page == "pages/1_Dataset.py":
         assert at.radio(key="source-kind").value and at.radio(key="bundle-how").value  # the two ways in
-    elif page == "steps/6_Polysemy.py":
+    elif page == "pages/6_Polysemy.py":
         assert any("WordNet senses of “crane”" in header.value for header in at.subheader)
         assert any("No data is loaded" in caption.value for caption in at.caption)
     else:

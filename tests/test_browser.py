@@ -29,7 +29,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 CIFAR = cifar_data.CIFAR
 PAGES = {"": "CAE Explorer", "Dataset": "Dataset", "Semantic_space": "Semantic space",
          "Correspondences": "Correspondences", "Embedding_map": "Embedding map", "Clusters": "Clusters",
-         "Polysemy": "Polysemy", "Search": "Search"}
+         "Polysemy": "Polysemy", "Search": "Search", "Runs": "Runs"}
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):

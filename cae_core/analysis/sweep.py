@@ -9,10 +9,11 @@ representation centred), the fusion weights per modality, and Sinkhorn's iterati
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,8 @@ def common_methods(bundles: Mapping[str, FeaturesBundle]) -> list[str]:
 def sweep_bundles(bundles: Mapping[str, FeaturesBundle], n_clusters: int | str,
                   grid: dict[str, Sequence] | None = None, *, methods: Sequence[str] | None = None,
                   seeds: Sequence[int] = (0, 1, 2), base: CaeConfig | None = None,
-                  progress: Progress | None = None) -> pd.DataFrame:
+                  progress: Progress | None = None,
+                  on_results: Callable[[str, dict[str, ClusteringResult]], None] | None = None) -> pd.DataFrame:
     """``sweep`` on every bundle (name -> bundle), K from ``cluster_counts``: its rows with ``bundle`` and
     ``n_clusters`` first. ``methods``: by default every one that all the bundles allow. Everything is
     checked before the first run; progress is one stage per bundle and seed."""
@@ -128,7 +130,8 @@ def sweep_bundles(bundles: Mapping[str, FeaturesBundle], n_clusters: int | str,
         if progress:
             progress(f"sweep {name}, seed {seed}", 0.0,
                      f"{index + 1}/{len(steps)}: K = {counts[name]}, {len(methods)} method(s)")
-        table = sweep(bundle, counts[name], grid, methods=methods, seeds=[seed], base=base)
+        table = sweep(bundle, counts[name], grid, methods=methods, seeds=[seed], base=base,
+                      on_results=None if on_results is None else functools.partial(on_results, name))
         table.insert(0, "bundle", name)
         table.insert(1, "n_clusters", counts[name])
         tables.append(table)
@@ -187,13 +190,14 @@ def correspondence_record(result: ClusteringResult, bundle: FeaturesBundle) -> d
 
 def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | None = None, *,
           methods: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2),
-          base: CaeConfig | None = None,
-          progress: Progress | None = None) -> pd.DataFrame:
+          base: CaeConfig | None = None, progress: Progress | None = None,
+          on_results: Callable[[dict[str, ClusteringResult]], None] | None = None) -> pd.DataFrame:
     """Every method at every point of ``grid`` (CaeConfig field -> values) for every seed.
 
     Returns one row per run: ``method``, the grid's fields, ``seed``, then ``run_record`` and (when
     the bundle has labels) ``separation_record`` columns. Methods that share a point and a seed share
-    their semantic space and alignments. ``base`` holds the settings the grid does not vary.
+    their semantic space and alignments. ``base`` holds the settings the grid does not vary;
+    ``on_results`` receives each point and seed's runs (method -> result) as they are made.
     """
     grid = check_grid(grid or {})
     methods = available_methods(bundle) if methods is None else methods
@@ -210,7 +214,10 @@ def sweep(bundle: FeaturesBundle, n_clusters: int, grid: dict[str, Sequence] | N
         if progress:
             progress("sweep", index / (len(points) * len(seeds)), f"{point or 'defaults'}, seed {seed}")
         config = dataclasses.replace(base, **point)
-        for method, result in run_methods(bundle, list(methods), n_clusters, config=config, seed=seed).items():
+        results = run_methods(bundle, list(methods), n_clusters, config=config, seed=seed)
+        if on_results is not None:
+            on_results(results)
+        for method, result in results.items():
             row = {"method": method, **point, "seed": seed, **run_record(result),
                    **correspondence_record(result, bundle)}
             if sample is not None:
