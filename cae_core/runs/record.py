@@ -31,9 +31,9 @@ from ..inputs.bundle import FeaturesBundle
 from ..method.alignment import Alignment
 from ..method.fusion import Fusion
 from ..method.hierarchy import hierarchy_filter
-from ..method.methods import METHODS, CaeConfig
+from ..method.methods import METHODS, CaeConfig, RelationRows
 from ..method.relation import relation_features
-from ..method.run import AlignedBank, ClusteringResult, ClusterTexts, bank_arrays, fuse_for
+from ..method.run import AlignedBank, ClusteringResult, ClusterTexts, bank_arrays, fuse_for, own_caption_view
 from ..method.semantic_space import Bank, SemanticSpace, TextSelection
 
 FORMAT = 1
@@ -114,10 +114,12 @@ def manifest_of(result: ClusteringResult) -> dict:
         "alignments": {bank.value: {"kind": part.alignment.kind, "n_iter": int(part.alignment.n_iter),
                                     "marginal_error": float(part.alignment.marginal_error),
                                     "converged": bool(part.alignment.converged),
+                                    "temperature": float(part.alignment.temperature),
                                     "text_usage_dtype": part.alignment.text_usage.dtype.str}
                        for bank, part in result.aligned.items()},
         "fusion": None if fusion is None else {"modalities": list(fusion.modalities), "weighting": fusion.weighting,
-                                               "centred": bool(fusion.centred),
+                                               "centred": bool(fusion.centred), "combine": fusion.combine,
+                                               "split_half": float(fusion.split_half),
                                                "offset": [float(value) for value in fusion.offset]},
         "versions": package_versions(),
     }
@@ -133,6 +135,7 @@ def result_tables(result: ClusteringResult) -> dict[str, pa.Table]:
         for k, modality in enumerate(result.fusion.modalities):
             images[f"weight_{modality}"] = _column(result.fusion.weights[:, k])
             images[f"prototype_cosine_{modality}"] = _column(result.fusion.prototype_cosine[:, k])
+            images[f"agreement_{modality}"] = _column(result.fusion.agreement[:, k])
     for bank, part in result.aligned.items():
         alignment = part.alignment
         for name in ("top_text", "top_weight", "top_similarity", "correspondence"):
@@ -145,9 +148,12 @@ def result_tables(result: ClusteringResult) -> dict[str, pa.Table]:
         part = result.aligned.get(bank)
         # one column for every bank: float64 holds any bank's usage exactly (its dtype is in the manifest)
         usage = part.alignment.text_usage.astype(np.float64) if part is not None else np.full(len(selection), np.nan)
+        potential = part.alignment.column_potential if part is not None else None
+        potential = np.full(len(selection), np.nan, np.float32) if potential is None else potential
         texts.append(pa.table({"bank": pa.array([bank.value] * len(selection), pa.string()),
                                "bank_index": _column(selection.bank_index), "centre": _column(selection.centre),
-                               "score": _column(selection.score), "text_usage": _column(usage)}))
+                               "score": _column(selection.score), "text_usage": _column(usage),
+                               "column_potential": _column(potential)}))
         bank_rows.append(pa.table({"bank": pa.array([bank.value] * len(selection.bank_centre), pa.string()),
                                    "bank_centre": _column(selection.bank_centre),
                                    "bank_score": _column(selection.bank_score)}))
@@ -191,18 +197,23 @@ def rebuild_result(manifest: dict, tables: dict[str, pa.Table], bundle: Features
     aligned = {}
     for name, described in manifest["alignments"].items():
         bank = Bank(name)
-        usage = column_array(_rows_of(tables["texts"], bank), "text_usage").astype(described["text_usage_dtype"])
+        rows = _rows_of(tables["texts"], bank)
+        usage = column_array(rows, "text_usage").astype(described["text_usage_dtype"])
+        potential = column_array(rows, "column_potential")
         alignment = Alignment(described["kind"], column_array(images, f"{name}_correspondence"),
                               column_array(images, f"{name}_top_text"), column_array(images, f"{name}_top_weight"),
                               column_array(images, f"{name}_top_similarity"), usage, described["n_iter"],
-                              described["marginal_error"], described["converged"])
+                              described["marginal_error"], described["converged"], described["temperature"],
+                              None if np.isnan(potential).all() else potential)
         aligned[bank] = AlignedBank(bank, space.selections[bank], alignment)
     fusion, features = None, bundle.image_embeddings
-    if spec.fusion == "relation":
+    if isinstance(spec.representation, RelationRows):
         features = relation_features(bundle.image_embeddings, space.selections[spec.banks[0]].embeddings,
                                      config.device)
     elif manifest["fusion"] is not None:
-        remade = fuse_for(spec, config, bundle.image_embeddings, aligned)
+        views = {"caption": own_caption_view(bundle)} if spec.needs_own_captions else \
+            {bank.modality: part.alignment.correspondence for bank, part in aligned.items()}
+        remade = fuse_for(spec, config, bundle.image_embeddings, views, manifest["seed"])
         described = manifest["fusion"]
         modalities = tuple(described["modalities"])
         stack = lambda prefix: np.stack([column_array(images, f"{prefix}_{m}") for m in modalities], axis=1)
@@ -211,8 +222,9 @@ def rebuild_result(manifest: dict, tables: dict[str, pa.Table], bundle: Features
             # another machine's arithmetic: the run's weights are kept, the features are this machine's
             warnings.warn(f"the fused features remade here differ from the run's (largest weight difference "
                           f"{np.abs(remade.weights - weights).max():.2g})", stacklevel=2)
-        fusion = Fusion(modalities, weights, remade.features, stack("prototype_cosine"),
-                        np.asarray(described["offset"], dtype=np.float32), described["weighting"], described["centred"])
+        fusion = Fusion(modalities, weights, remade.features, stack("prototype_cosine"), stack("agreement"),
+                        np.asarray(described["offset"], dtype=np.float32), described["weighting"], described["centred"],
+                        described["combine"], described["split_half"])
         features = fusion.features
     labels = bundle.labels
     return ClusteringResult(method, manifest["n_clusters"], manifest["seed"], config,
