@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from cae_core.method import available_methods
 from cae_core import load_bundle, planted_bundle, run_method, save_bundle
 from cae_core.runs import RunStore
+from test_app import assert_clean
 from explorer.state import WORKSPACE_KEY
 from test_runs import assert_same_run, recorded_ids
 
@@ -47,11 +48,6 @@ def fresh_session(page: str | None = None, **query) -> AppTest:
     if page is not None:
         at.switch_page(page)
     return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [element.message for element in at.exception]
-    assert not at.error, [element.value for element in at.error]
 
 
 def cae(*args: str) -> subprocess.CompletedProcess:
