@@ -291,7 +291,7 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"({source.size / 2**20:.1f} MiB to download): {source.description}")
         return 0
     bundle, _, demo = load_demo(args.name or default_demo())
-    n_clusters = args.clusters or true_cluster_count(bundle) or DEFAULT_CLUSTERS
+    n_clusters = args.clusters if args.clusters is not None else true_cluster_count(bundle) or DEFAULT_CLUSTERS
     print(f"demo {demo.name}: {demo.description}")
     if demo.synthetic:
         print("(planted embeddings: the texts are synthetic names, the scores show the mechanics only)")

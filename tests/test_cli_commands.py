@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cae_core.inputs import DEMO_SOURCES
 from cae_core import planted_bundle, save_bundle
 from cae_core.inputs.cache import cached_array
 from cae_core.inputs.presets import PRESETS, preset_banks
@@ -48,11 +49,15 @@ def test_demo_list_names_every_bundle_found_and_the_planted_demo(tmp_path):
     (tmp_path / "embeddings" / "broken.npz").write_bytes(b"not a bundle")
     listed = cae("demo", "--list", CAE_DATA_DIR=str(tmp_path))
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines() == [
+    lines = listed.stdout.splitlines()
+    assert lines[:3] == [
         "elsewhere: 40 images, ViT-X (somewhere), 20 nouns, 30 captions, no pictures",
         "tiny: 40 images, ViT-X (somewhere), 20 nouns, 30 captions",
         "planted: 600 images, planted (synthetic, CLIP-like geometry), 240 nouns, 360 captions, no pictures "
         "(synthetic)"]
+    # then each real demo that is not here, with the command that fetches it
+    assert sorted(line.split(":")[0] for line in lines[3:]) == sorted(DEMO_SOURCES)
+    assert all(f"--fetch {line.split(':')[0]} builds it" in line for line in lines[3:])
 
 
 def test_encode_estimate_prints_each_presets_work_and_writes_nothing(tmp_path, clip_model_name, fresh_cache):
