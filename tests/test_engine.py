@@ -149,6 +149,7 @@ def test_fusion_weights_follow_the_prototype():
     assert np.all(fusion.weights[:, 2] < fusion.weights[:, 0])  # the outlier modality weighs least
     assert fusion.features.shape == (5, 24)
     assert fuse({"image": x, "noun": near, "caption": far}, combine="sum").features.shape == (5, 8)
+    assert fuse({"image": x[:2], "noun": near[:2]}).weights.tolist() == [[0.5, 0.5], [0.5, 0.5]]  # too few to judge
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

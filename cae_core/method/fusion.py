@@ -193,8 +193,10 @@ def fuse(modalities: dict[str, np.ndarray], weighting: Weighting = "agreement", 
     cosine = np.einsum("mnd,nd->nm", stacked, prototype)
     agreement = np.ones(cosine.shape, dtype=np.float32)
     ceiling = float("nan")
-    if len(names) > 1 and weighting == "agreement":
-        agreement[:, 1:], ceiling = trust(stacked[0], list(stacked[1:]), neighbours, seed=seed, device=device)
+    if len(names) > 1 and weighting == "agreement" and stacked.shape[1] > 2:
+        # fewer images than neighbours: every other image is a neighbour (k = N - 1 would always agree)
+        k = min(neighbours, stacked.shape[1] - 2)
+        agreement[:, 1:], ceiling = trust(stacked[0], list(stacked[1:]), k, seed=seed, device=device)
     if weighting == "equal":
         weights = np.full(cosine.shape, 1 / len(names))
     elif weighting == "agreement":
