@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cae_core import METHODS, run_methods
+from cae_core import run_methods
+from cae_core.method import available_methods
 from cae_core.method import choose_n_clusters
 from explorer.state import WORKSPACE_KEY, Workspace
 from polysemy_data import crane_bundle
 
-STEPS = Path(__file__).resolve().parents[1] / "steps"
+STEPS = Path(__file__).resolve().parents[1] / "pages"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_use_these_settings_reruns_every_method_with_the_semantic_space_shown(cr
     clean(at)
     ws = at.session_state[WORKSPACE_KEY]
     assert (ws.config.n_centres, ws.config.texts_per_centre) == (n_centres + 2, 3)
-    assert set(ws.results) == set(METHODS)
+    assert set(ws.results) == set(available_methods(ws.bundle))
     space = ws.results["cae"].semantic_space
     assert space.n_centres == n_centres + 2
     # at most 3 texts kept per centre, in each bank
@@ -76,7 +77,7 @@ def test_run_every_method_with_the_estimated_k(crane):
     at.button(key="k-run").click().run()
     clean(at)
     ws = at.session_state[WORKSPACE_KEY]
-    assert ws.n_clusters == estimate.best and set(ws.results) == set(METHODS)
+    assert ws.n_clusters == estimate.best and set(ws.results) == set(available_methods(ws.bundle))
     assert {result.n_clusters for result in ws.results.values()} == {estimate.best}
     assert len(ws.results["cae"].cluster_texts) == estimate.best
 

@@ -16,7 +16,7 @@ from cae_core import planted_bundle, save_bundle
 from cifar_data import CIFAR
 from explorer.state import WORKSPACE_KEY
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "1_Dataset.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Dataset.py")
 PNG = (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde\0\0\0\x0cIDATx\x9cc\xf8\x0f\0"
        b"\x01\x01\x01\0\x18\xdd\x8d\xb4\0\0\0\0IEND\xaeB`\x82")  # a 1 x 1 PNG
 
@@ -36,7 +36,8 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
 
 def errors(at: AppTest) -> list[str]:
     assert not at.exception, [element.message for element in at.exception]
-    return [element.value for element in at.error]
+    # error boxes escape markdown (a message may carry a linked value): read them unescaped
+    return [element.value.replace("\\", "") for element in at.error]
 
 
 @pytest.mark.parametrize("name, data, message", [
