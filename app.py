@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from cae_core.analysis import comparison_table
-from cae_core.inputs import fetchable_demos, find_demos
+from cae_core.inputs import fetchable_demos, find_demos, model_name
 from explorer.navigation import DATASET_PAGE, PAGES, navigation
 from explorer.widgets import DEMO_LINK_KEY, escape_markdown, fetch_with_progress, open_demo, page_header, \
     run_controls
@@ -67,7 +67,7 @@ def home() -> None:
         st.page_link(DATASET_PAGE, label="Go to the Dataset page", icon=":material/folder_open:")
     else:
         bundle = ws.bundle
-        model = bundle.metadata.get("model") or bundle.metadata.get("model_name") or "unknown model"
+        model = model_name(bundle.metadata)
         facts = {
             "data set": ws.dataset_name or "unnamed",
             "images": f"{bundle.n_images:,}",

@@ -183,7 +183,7 @@ def _estimate_clusters(args: argparse.Namespace, bundle, config: CaeConfig) -> t
 def _record(args: argparse.Namespace, results: dict, bundle, source: str, path: Path | None = None) -> None:
     """Record runs made together on the bundle read from ``path`` (default ``--features``) in the run store
     (unless ``--no-record``); their ids on stderr."""
-    from .inputs.bundle import image_root_of
+    from .inputs.bundle import has_random_weights, image_root_of
     from .runs import RunStore
 
     if args.no_record:
@@ -193,7 +193,7 @@ def _record(args: argparse.Namespace, results: dict, bundle, source: str, path: 
         path = path or args.features
         ids = store.add_all(results, bundle, source=source, bundle_path=path,
                             image_root=image_root_of(bundle.metadata, path),
-                            random_weights="model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
+                            random_weights=has_random_weights(bundle.metadata))
     except (OSError, sqlite3.Error) as error:  # the run's files are written: a store that cannot be is a warning
         print(f"warning: the runs were not recorded in {store.root} ({error})", file=sys.stderr)
         return

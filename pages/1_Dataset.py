@@ -9,7 +9,7 @@ import streamlit as st
 
 from cae_core import CaeError, data_dir, load_bundle
 from cae_core.inputs import BENCHMARKS, PRESETS, TAC_TEMPLATES, allowed_roots, dataset_choices, encode_dataset, \
-    image_root_of, resolve_allowed_path
+    has_random_weights, image_root_of, resolve_allowed_path
 from explorer import views
 from explorer.navigation import SEMANTIC_SPACE_PAGE
 from explorer.widgets import escape_markdown, image_grid, page_header, run_controls, show_error, user_errors
@@ -241,7 +241,7 @@ def load_bundle_form() -> None:
     if image_folder is None:
         # an encoded bundle names its image folder; a relative one is beside the bundle file (unknown for an upload)
         image_folder, note = recorded_pictures(bundle, bundle_path if how == SERVER_FILE else None)
-    random_weights = untrained or ("model" in bundle.metadata and bundle.metadata.get("pretrained") is None)
+    random_weights = untrained or has_random_weights(bundle.metadata)
     name = bundle.metadata.get("image_source") or (upload.name if upload is not None else bundle_path.name)
     # the note is kept with the data: the rerun below would erase a message shown now
     ws.load(bundle, str(name), image_folder, random_weights, pictures_note=note, bundle_path=bundle_path)
