@@ -163,20 +163,28 @@ def test_a_writer_killed_mid_write_leaves_no_half_record(bundle_file, runs_dir, 
         assert RunStore().get(left[0]).assignments.shape == (160,)
 
 
-def _write_runs(root: str, result, bundle, n: int, barrier) -> list[str]:
+def _write_runs(root: str, method: str, result, bundle, n: int, barrier, out) -> None:
     barrier.wait()  # both processes start writing together
     store = RunStore(Path(root))
-    return [store.add(result, bundle, source="api", bundle_name=f"writer-{os.getpid()}") for _ in range(n)]
+    out.put((method, [store.add(result, bundle, source="api", bundle_name=f"writer-{os.getpid()}")
+                      for _ in range(n)]))
 
 
 def test_two_processes_writing_at_once_both_land_and_the_index_agrees(made, runs_dir):
     bundle, results = made
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        barrier = manager.Barrier(2)
-        with context.Pool(2) as pool:
-            written = pool.starmap(_write_runs, [(str(runs_dir), results[method], bundle, 6, barrier)
-                                                 for method in ("cae", "clip-kmeans")])
+    # fork: the writers inherit the barrier and the queue, and start without re-importing this session
+    context = multiprocessing.get_context("fork")
+    barrier, out = context.Barrier(2), context.Queue()
+    writers = [context.Process(target=_write_runs, args=(str(runs_dir), method, results[method], bundle, 6,
+                                                           barrier, out))
+               for method in ("cae", "clip-kmeans")]
+    for writer in writers:
+        writer.start()
+    by_method = dict(out.get(timeout=600) for _ in writers)  # a writer that dies fails here, never hangs
+    for writer in writers:
+        writer.join(timeout=60)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    written = [by_method["cae"], by_method["clip-kmeans"]]
     every = sorted(written[0] + written[1])
     assert len(set(every)) == 12
     store = RunStore()
