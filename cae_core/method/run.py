@@ -15,7 +15,7 @@ from ..progress import Progress, no_progress
 from .alignment import Alignment, ot_alignment, softmax_alignment
 from .clustering import spherical_kmeans
 from .fusion import Fusion, fuse
-from .methods import DEFAULT_CLUSTERS, METHODS, AlignmentPart, CaeConfig, Fused, ImageOnly, MethodSpec, OwnCaptions, \
+from .methods import DEFAULT_CLUSTERS, METHODS, AlignmentPart, CaeConfig, Fused, ImageOnly, MethodSpec, \
     RelationRows, Softmax, Transport
 from .hierarchy import hierarchy_filter
 from .metrics import evaluate
@@ -132,6 +132,14 @@ def own_caption_view(bundle: FeaturesBundle) -> np.ndarray:
     return unit_rows(view)
 
 
+def text_views(spec: MethodSpec, bundle: FeaturesBundle, aligned: dict[Bank, AlignedBank]) -> dict[str, np.ndarray]:
+    """The text views the method fuses with the image (modality -> (N, d)): each aligned bank's
+    correspondences, or SAC's own-caption view."""
+    if spec.needs_own_captions:
+        return {"caption": own_caption_view(bundle)}
+    return {bank.modality: part.alignment.correspondence for bank, part in aligned.items()}
+
+
 def fuse_for(spec: MethodSpec, config: CaeConfig, image_embeddings: np.ndarray, views: dict[str, np.ndarray],
              seed: int) -> Fusion | None:
     """The method's fusion of the image with its text ``views`` (modality -> (N, d)); None when it has none."""
@@ -206,23 +214,18 @@ def _represent(bundle: FeaturesBundle, spec: MethodSpec, n_centres: int, config:
     x = bundle.image_embeddings
     space = None
     aligned: dict[Bank, AlignedBank] = {}
-    views: dict[str, np.ndarray] = {}
     if spec.banks:
         space, seconds["semantic_space"] = stages.shared(
             ("space", n_centres), "semantic space",
             lambda: semantic_space_for(bundle, tuple(Bank), n_centres, config, seed))
-    if isinstance(spec.alignment, OwnCaptions):
-        views["caption"] = own_caption_view(bundle)
-    else:
-        for bank in spec.aligned_banks:
-            stage = f"{bank.modality} alignment"
-            selection = space.selections[bank]
-            alignment, seconds[f"{bank.modality}_alignment"] = stages.shared(
-                (bank, spec.alignment, space.n_centres), stage,
-                lambda: align_bank(x, selection.embeddings, spec.alignment, config,
-                                   lambda fraction: stages.progress(stage, fraction, "Sinkhorn")))
-            aligned[bank] = AlignedBank(bank, selection, alignment)
-            views[bank.modality] = alignment.correspondence
+    for bank in spec.aligned_banks if not spec.needs_own_captions else ():
+        stage = f"{bank.modality} alignment"
+        selection = space.selections[bank]
+        alignment, seconds[f"{bank.modality}_alignment"] = stages.shared(
+            (bank, spec.alignment, space.n_centres), stage,
+            lambda: align_bank(x, selection.embeddings, spec.alignment, config,
+                               lambda fraction: stages.progress(stage, fraction, "Sinkhorn")))
+        aligned[bank] = AlignedBank(bank, selection, alignment)
 
     fusion = None
     if isinstance(spec.representation, RelationRows):
@@ -231,7 +234,8 @@ def _represent(bundle: FeaturesBundle, spec: MethodSpec, n_centres: int, config:
     elif isinstance(spec.representation, ImageOnly):
         features = x
     else:
-        fusion, seconds["fusion"] = stages.timed("fusion", lambda: fuse_for(spec, config, x, views, seed))
+        fusion, seconds["fusion"] = stages.timed("fusion", lambda: fuse_for(
+            spec, config, x, text_views(spec, bundle, aligned), seed))
         features = fusion.features
     return Representation(features, space, aligned, fusion, seconds)
 

@@ -33,7 +33,7 @@ from ..method.fusion import Fusion
 from ..method.hierarchy import hierarchy_filter
 from ..method.methods import METHODS, CaeConfig, RelationRows
 from ..method.relation import relation_features
-from ..method.run import AlignedBank, ClusteringResult, ClusterTexts, bank_arrays, fuse_for, own_caption_view
+from ..method.run import AlignedBank, ClusteringResult, ClusterTexts, bank_arrays, fuse_for, text_views
 from ..method.semantic_space import Bank, SemanticSpace, TextSelection
 
 FORMAT = 1
@@ -211,9 +211,8 @@ def rebuild_result(manifest: dict, tables: dict[str, pa.Table], bundle: Features
         features = relation_features(bundle.image_embeddings, space.selections[spec.banks[0]].embeddings,
                                      config.device)
     elif manifest["fusion"] is not None:
-        views = {"caption": own_caption_view(bundle)} if spec.needs_own_captions else \
-            {bank.modality: part.alignment.correspondence for bank, part in aligned.items()}
-        remade = fuse_for(spec, config, bundle.image_embeddings, views, manifest["seed"])
+        remade = fuse_for(spec, config, bundle.image_embeddings, text_views(spec, bundle, aligned),
+                          manifest["seed"])
         described = manifest["fusion"]
         modalities = tuple(described["modalities"])
         stack = lambda prefix: np.stack([column_array(images, f"{prefix}_{m}") for m in modalities], axis=1)
