@@ -1,5 +1,5 @@
-"""CAE Explorer's front door: navigation over the steps in ``steps/`` and the home page (what CAE does,
-the steps, what this session has loaded). Run with ``streamlit run app.py``.
+"""CAE Explorer's front door: navigation over the pages in ``pages/`` (listed in ``explorer/navigation.py``)
+and the home page (what CAE does, the steps, what this session has loaded). Run with ``streamlit run app.py``.
 """
 
 from __future__ import annotations
@@ -8,20 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from cae_core.analysis import comparison_table
-from cae_core.inputs import find_demos
-from explorer.widgets import DATASET_PAGE, DEMO_LINK_KEY, escape_markdown, open_demo, page_header, run_controls
-
-STEPS = (
-    (DATASET_PAGE, "1 · Dataset", "choose images, a CLIP model and text banks; encode, or load a features bundle"),
-    ("steps/2_Semantic_space.py", "2 · Semantic space", "the k-means centres and the nouns and captions each selects"),
-    ("steps/3_Correspondences.py", "3 · Correspondences", "per image: OT-matched texts against softmax retrieval, "
-                                                          "and its fusion weights"),
-    ("steps/4_Embedding_map.py", "4 · Embedding map", "linked UMAPs of image, noun, caption and fused "
-                                                      "embeddings, a cross-modal map with the plan's links"),
-    ("steps/5_Clusters.py", "5 · Clusters", "scores, clusters named by their texts, method comparison, downloads"),
-    ("steps/6_Polysemy.py", "6 · Polysemy", "one word, several senses: how captions tell them apart"),
-    ("steps/7_Search.py", "7 · Search", "a phrase: images by cosine beside the images the transport plan links to it"),
-)
+from cae_core.inputs import fetchable_demos, find_demos, model_name
+from explorer.navigation import DATASET_PAGE, PAGES, navigation
+from explorer.widgets import DEMO_LINK_KEY, escape_markdown, fetch_with_progress, open_demo, page_header, \
+    run_controls
 
 
 def home() -> None:
@@ -40,7 +30,8 @@ def home() -> None:
     st.subheader("Try a demo")
     st.caption("One click loads a demo and runs CAE with its baselines and ablations; the link "
                "`?demo=NAME` does the same, so a demo can be shared.")
-    for demo in find_demos():
+    demos = find_demos()
+    for demo in demos:
         left, right = st.columns([4, 1], vertical_alignment="center")
         kind = "synthetic: planted embeddings, the words mean nothing" if demo.synthetic else "real CLIP features"
         left.markdown(f"**{escape_markdown(demo.name)}** · {demo.n_images:,} images"
@@ -54,12 +45,19 @@ def home() -> None:
             st.query_params["demo"] = demo.name
             if open_demo(ws, demo.name):
                 st.rerun()
+    for source in fetchable_demos(demos):
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.markdown(f"**{escape_markdown(source.name)}** · not on this machine: built from its public sources "
+                      f"({source.size / 2**20:.1f} MiB to download, checked against recorded checksums)")
+        left.caption(escape_markdown(source.description))
+        if right.button("Fetch", key=f"fetch-{source.name}") and fetch_with_progress(source.name):
+            st.rerun()
 
     st.subheader("The steps")
-    for page, label, what in STEPS:
+    for number, page in enumerate(PAGES, start=1):
         left, right = st.columns([1, 3])
-        left.page_link(page, label=label)
-        right.caption(what)
+        left.page_link(page.path, label=f"{number} · {page.title}")
+        right.caption(page.what)
 
     st.subheader("Where you are")
     if ws.bundle is None:
@@ -69,7 +67,7 @@ def home() -> None:
         st.page_link(DATASET_PAGE, label="Go to the Dataset page", icon=":material/folder_open:")
     else:
         bundle = ws.bundle
-        model = bundle.metadata.get("model") or bundle.metadata.get("model_name") or "unknown model"
+        model = model_name(bundle.metadata)
         facts = {
             "data set": ws.dataset_name or "unnamed",
             "images": f"{bundle.n_images:,}",
@@ -90,7 +88,4 @@ def home() -> None:
             run_controls(ws, "home")
 
 
-# st.navigation over the steps/ files. Not a folder named pages/: Streamlit would also discover that one, and a
-# session opened straight on a page (a shared link) would then show the home page as "app" in the sidebar
-st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True)]
-              + [st.Page(page, title=label.split(" · ")[1]) for page, label, _ in STEPS]).run()
+navigation(home).run()

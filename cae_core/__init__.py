@@ -2,10 +2,11 @@
 
 Arrays in, arrays out, progress through a callback; no user-interface code. The subpackages follow
 the pipeline: ``inputs`` (steps 1-2: images, CLIP, text banks, the features bundle), ``method``
-(steps 3-6: semantic space, OT, fusion, k-means, metrics) and ``analysis`` (reading runs).
+(steps 3-6: semantic space, OT, fusion, k-means, metrics), ``analysis`` (reading runs) and ``runs``
+(the run store: every run recorded, reopened, compared, exported).
 """
 
-from . import analysis, inputs, method
+from . import analysis, inputs, method, runs
 from .config import data_dir
 from .errors import CaeError
 from .inputs import FeaturesBundle, load_bundle, planted_bundle, save_bundle
@@ -19,5 +20,5 @@ __all__ = [
     "FeaturesBundle", "Fusion", "KMeansResult", "METHODS", "MethodSpec", "SemanticSpace", "TextSelection",
     "analysis", "build_semantic_space", "cluster_accuracy", "data_dir", "default_n_centres", "evaluate", "fuse",
     "inputs", "load_bundle", "method", "ot_alignment", "planted_bundle", "run_method", "run_methods",
-    "save_bundle", "softmax_alignment", "spherical_kmeans", "transport_plan",
+    "runs", "save_bundle", "softmax_alignment", "spherical_kmeans", "transport_plan",
 ]

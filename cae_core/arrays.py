@@ -24,3 +24,16 @@ def sample_rows(n: int, max_rows: int, seed: int = 0) -> np.ndarray:
     if n <= max_rows:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+
+
+def round_robin(labels, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Up to ``n`` indices of ``labels`` taking the classes in turn: every class's first item, then every
+    class's second... Items are ranked within their class in index order, or in a random order drawn from
+    ``rng``; within one round the classes come in label order, or in a random order from ``rng``."""
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rank[members if rng is None else rng.permutation(members)] = np.arange(len(members))
+    within_round = labels if rng is None else rng.random(len(labels))
+    return np.lexsort((within_round, rank))[:n]

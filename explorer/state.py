@@ -10,6 +10,8 @@ import numpy as np
 import streamlit as st
 
 from cae_core import CaeConfig, ClusteringResult, FeaturesBundle
+from cae_core.analysis import true_cluster_count
+from cae_core.method.methods import DEFAULT_CLUSTERS
 
 WORKSPACE_KEY = "workspace"
 T = TypeVar("T")
@@ -25,7 +27,7 @@ class Workspace:
     ``derived`` memoises views computed from the bundle and runs (softmax contrasts, maps,
     alternative semantic spaces) so that switching pages or images never recomputes them;
     ``selection`` holds the images last chosen in a map, which every map highlights, the gallery
-    shows and the Correspondences page can browse.
+    shows and the Correspondences page can browse; ``run_ids`` names each run's record in the run store.
     """
 
     bundle: FeaturesBundle | None = None
@@ -34,7 +36,7 @@ class Workspace:
     image_root: Path | None = None
     random_weights: bool = False
     encoded_here: bool = False  # encoded by this server: its CLIP model is loaded and can encode more text
-    n_clusters: int = 10
+    n_clusters: int = DEFAULT_CLUSTERS
     seed: int = 0
     config: CaeConfig = field(default_factory=CaeConfig)
     results: dict[str, ClusteringResult] = field(default_factory=dict)
@@ -42,20 +44,26 @@ class Workspace:
     derived: dict = field(default_factory=dict)
     selection: np.ndarray | None = None  # images chosen in a map (box or lasso), shared by the pages
     selection_source: str = ""  # where they were chosen, in words
+    pictures_note: str = ""  # why the loaded data shows no pictures, when it could have (shown on the Dataset page)
+    bundle_path: Path | None = None  # the file the bundle was read from (None: made in this session)
+    run_ids: dict[str, str] = field(default_factory=dict)  # method -> its record in the run store
+    opened_run: str | None = None  # the stored run opened from the Runs page or a ?run= link
 
     def load(self, bundle: FeaturesBundle, dataset_name: str, image_root: Path | None, random_weights: bool,
-             skipped: list | None = None) -> None:
+             skipped: list | None = None, pictures_note: str = "", bundle_path: Path | None = None) -> None:
         """Replace the loaded data; runs and views of the previous data are dropped with it."""
         self.bundle, self.dataset_name, self.image_root = bundle, dataset_name, image_root
+        self.pictures_note = pictures_note
         self.random_weights, self.demo, self.encoded_here = random_weights, None, False
+        self.bundle_path = bundle_path
         self.skipped = list(skipped or [])
-        n_classes = len(np.unique(bundle.labels[bundle.labels >= 0])) if bundle.has_labels else 0
-        self.n_clusters = int(min(bundle.n_images, n_classes or self.n_clusters))
+        self.n_clusters = int(min(bundle.n_images, true_cluster_count(bundle) or self.n_clusters))
         self.set_results({})
 
     def set_results(self, results: dict[str, ClusteringResult]) -> None:
         """Store new runs; every view derived from the old ones is dropped."""
         self.results = results
+        self.run_ids, self.opened_run = {}, None
         self.derived = {}
         self.select(None)
 

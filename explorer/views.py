@@ -17,10 +17,13 @@ from cae_core import Alignment, Bank, CaeError, ClusteringResult, FeaturesBundle
     analysis, default_n_centres
 from cae_core.analysis import bundle_bytes, heaviest_images, project, remove_modality_gap, representations, \
     thin_by_density
+from cae_core.arrays import round_robin
 from cae_core.inputs import ImageSource, estimate_presets, open_image_source
 from cae_core.method import ClusterCountEstimate, align_bank, choose_n_clusters, semantic_space_for
+from cae_core.method.methods import Softmax
 
 from .resources import clip_model, text_tower
+from .runs import keep_map
 from .state import Workspace
 
 
@@ -37,12 +40,7 @@ def class_counts(labels, class_names) -> pd.DataFrame:
 
 def spread_sample(labels, n: int) -> np.ndarray:
     """Up to ``n`` image indices taking the classes in turn (the first image of each class, then the second…)."""
-    labels = np.asarray(labels)
-    rank = np.zeros(len(labels), dtype=np.int64)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        rank[members] = np.arange(len(members))
-    return np.lexsort((labels, rank))[:n]
+    return round_robin(labels, n)
 
 
 def skipped_table(skipped) -> pd.DataFrame:
@@ -153,7 +151,33 @@ def softmax_contrast(ws: Workspace, result: ClusteringResult, bank: Bank) -> Ali
     does it (OT's temperature, Theorem 1): what the column constraint changes."""
     selection = result.aligned[bank].selection
     return ws.memo(("softmax", result.method, bank),
-                   lambda: align_bank(ws.bundle.image_embeddings, selection.embeddings, "softmax", result.config))
+                   lambda: align_bank(ws.bundle.image_embeddings, selection.embeddings, Softmax(), result.config))
+
+
+def concentrations(ws: Workspace, result: ClusteringResult) -> dict[Bank, dict[str, analysis.RowConcentration]]:
+    """Per bank, how concentrated every image's row is under the run's OT and under softmax retrieval at
+    the same temperature (the contrast beside it)."""
+    images, config = ws.bundle.image_embeddings, result.config
+
+    def measure(texts: np.ndarray) -> dict[str, analysis.RowConcentration]:
+        return {"OT": analysis.concentration(analysis.ot_rows(images, texts, config).blocks()),
+                "softmax": analysis.row_concentration(images, texts, config.epsilon, device=config.device)}
+    return ws.memo(("concentration", result.method),
+                   lambda: {bank: measure(part.selection.embeddings) for bank, part in result.aligned.items()})
+
+
+def concentration_table(ws: Workspace, result: ClusteringResult, image: int) -> pd.DataFrame:
+    """For each bank and alignment: the image's top-1 share, top-10 share and effective number of texts,
+    and the run's medians over the images."""
+    rows = []
+    for bank, measured in concentrations(ws, result).items():
+        for kind, measure in measured.items():
+            for of, values in (("this image", measure.of_image(image)), ("median over images", measure.median())):
+                rows.append({"texts": f"{bank} ({measure.n_texts})", "alignment": kind, "of": of,
+                             "top-1 share": values["top1_share"],
+                             f"top-{measure.k} share": values[f"top{measure.k}_share"],
+                             "effective texts": values["effective_texts"]})
+    return pd.DataFrame(rows)
 
 
 def matches(alignment: Alignment, selection: TextSelection, image: int, n: int = 5) -> pd.DataFrame:
@@ -165,17 +189,18 @@ def matches(alignment: Alignment, selection: TextSelection, image: int, n: int =
 
 
 def fusion_weights(result: ClusteringResult, image: int) -> pd.DataFrame:
-    """One image's fusion per modality: its weight, its cosine to the prototype, the modality's offset
-    (mean cosine over the images: the modality gap's share) and the image's deviation from it."""
+    """One image's fusion per modality: its weight, its neighbourhood agreement with the image view (what
+    the default weighting uses), its cosine to the prototype (what the paper's uses) and that cosine's
+    mean over the images (the modality gap's share)."""
     fusion = result.fusion
     return pd.DataFrame({"modality": list(fusion.modalities), "weight": fusion.weights[image].astype(float),
+                         "agreement with the image": fusion.agreement[image].astype(float),
                          "cos to prototype": fusion.prototype_cosine[image].astype(float),
-                         "offset": fusion.offset.astype(float),
-                         "deviation": fusion.deviation[image].astype(float)})
+                         "mean cos to prototype": fusion.offset.astype(float)})
 
 
 def fusion_note(result: ClusteringResult, image: int) -> tuple[str, str]:
-    """(``"warning"`` or ``"info"``, a sentence) saying whether the modality gap drives this image's weights."""
+    """(``"warning"`` or ``"info"``, a sentence) saying what decided this image's weights."""
     fusion = result.fusion
     spread = float(np.ptp(fusion.offset))
     own = float(np.ptp(fusion.deviation[image]))
@@ -185,13 +210,17 @@ def fusion_note(result: ClusteringResult, image: int) -> tuple[str, str]:
         return "warning", (f"These weights are driven by the modality gap: the modalities' mean cosines to the "
                            f"prototype differ by {spread:.3f}, this image's own deviations by only {own:.3f}, "
                            f"and γ = {result.config.gamma:g} turns that constant into the weights (the paper's "
-                           f"formula as written). The default fusion removes the offsets first.")
+                           f"formula as written).")
     if fusion.weighting == "paper":
-        return "info", "Weights from the raw cosines (the paper's formula); here the image's own deviations " \
-                       "outweigh the modality gap."
-    return "info", (f"Gap-free weights: each modality's mean cosine to the prototype (its offset, which differs "
-                    f"by {spread:.3f} between modalities: CLIP's modality gap) is removed, so γ = "
-                    f"{result.config.gamma:g} acts on this image's own deviations (spread {own:.3f}).")
+        return "info", "Weights from the cosines to the prototype (the paper's formula); here the image's own " \
+                       "deviations outweigh the modality gap."
+    k = result.config.neighbours
+    shared = ", ".join(f"{name} {value:.2f}" for name, value in
+                       zip(fusion.modalities[1:], fusion.agreement[image, 1:]))
+    return "info", (f"Trust weights: the image counts 1, each text view by how many of this image's {k} nearest "
+                    f"neighbours in that view are also its nearest images (0 = no more than chance, 1 = the "
+                    f"same neighbours): {shared}. Where the texts know little about the images, their views "
+                    f"agree with nothing and the fusion falls back towards the image alone.")
 
 
 def cluster_label(result: ClusteringResult, cluster: int) -> str:
@@ -248,8 +277,10 @@ def embedding_map(ws: Workspace, result: ClusteringResult, representation: str, 
     def compute() -> tuple[pd.DataFrame, pd.DataFrame]:
         texts = map_texts(result.semantic_space, representation) if with_texts else []
         points = representations(result, ws.bundle)[representation]
-        return _map_tables(ws, result, points, texts, [selection.embeddings for _, selection in texts],
-                           max_points, n_neighbors)
+        images, texts_table = _map_tables(ws, result, points, texts, [selection.embeddings for _, selection in texts],
+                                          max_points, n_neighbors)
+        keep_map(ws, result.method, f"umap_{representation}", images)  # the run's export then carries it
+        return images, texts_table
 
     return ws.memo(("map", result.method, representation, with_texts, max_points, n_neighbors), compute)
 

@@ -15,21 +15,22 @@ from typing import Iterator, Sequence
 import streamlit as st
 from PIL import Image, ImageOps
 
-from cae_core import METHODS, CaeError, ClusteringResult, FeaturesBundle, run_methods
-from cae_core.method import FUSION_CHOICES
-from cae_core.inputs import DEFAULT_DEMO, PLANTED, find_demos, load_demo, load_image
+from cae_core import CaeError, ClusteringResult, FeaturesBundle, run_methods
+from cae_core.method import DEFAULT_METHOD, FUSION_CHOICES, available_methods
+from cae_core.inputs import default_demo, fetch_demo, load_demo, load_image
 
+from .navigation import DATASET_PAGE, take_over
+from .runs import open_run, record_runs
 from .state import Workspace, workspace
 
 logger = logging.getLogger(__name__)
 
-DATASET_PAGE = "steps/1_Dataset.py"
-CORRESPONDENCES_PAGE = "steps/3_Correspondences.py"
 BROWSE_KEY, MAP_SELECTION = "correspondences-mode", "map selection"  # the Correspondences page's image filter
 SELECTION_MODE = ("box", "lasso")  # what a map's drag selects (a click on one point would select it alone)
-MAIN_METHOD = "cae"
+MAIN_METHOD = DEFAULT_METHOD
 THUMBNAIL_SIZE = 128
 DEMO_LINK_KEY = "demo-link"
+RUN_LINK_KEY = "run-link"
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 
@@ -44,43 +45,52 @@ def escape_markdown(text: object) -> str:
 def page_header(title: str, intro: str, deep_link: bool = False) -> Workspace:
     """Title, one-line intro and, when the embeddings are untrained, the banner; returns the workspace.
 
-    ``?demo=NAME`` in the URL opens that demo (loaded and clustered) on any page; ``deep_link`` (a page
-    opened from a link that names what to show, e.g. ``?word=crane``) opens the default demo when
-    nothing is loaded, so a shared link never lands on an empty page.
+    ``?demo=NAME`` in the URL opens that demo (loaded and clustered) on any page, ``?run=ID`` a stored
+    run (its bundle and the runs made with it); ``deep_link`` (a page opened from a link that names what
+    to show, e.g. ``?word=crane``) opens the default demo when nothing is loaded, so a shared link never
+    lands on an empty page.
     """
+    take_over()
     st.set_page_config(page_title=f"{title} · CAE Explorer", page_icon=":material/explore:", layout="wide")
     st.title(title)
     st.caption(intro)
     ws = workspace()
     requested = st.query_params.get("demo")
+    requested_run = st.query_params.get("run")
     # a link is honoured once per session: data loaded later must not be replaced while the URL keeps it
-    if requested and st.session_state.get(DEMO_LINK_KEY) != requested:
+    if requested_run and st.session_state.get(RUN_LINK_KEY) != requested_run:
+        st.session_state[RUN_LINK_KEY] = requested_run
+        with user_errors():
+            open_run(ws, requested_run)
+            st.info(f"Opened run **{escape_markdown(ws.opened_run)}**: {escape_markdown(ws.dataset_name)}, "
+                    f"K = {ws.n_clusters}, seed {ws.seed}, as it was made.", icon=":material/history:")
+    elif requested and st.session_state.get(DEMO_LINK_KEY) != requested:
         st.session_state[DEMO_LINK_KEY] = requested
-        with user_errors():
-            open_demo(ws, requested)
+        open_demo(ws, requested)
     elif deep_link and ws.bundle is None:
-        with user_errors():
-            open_demo(ws, default_demo())
+        open_demo(ws, default_demo())
     semantics_banner(ws)
+    if ws.opened_run:
+        st.caption(f"Showing stored run `{ws.opened_run}` (link: `?run={ws.opened_run}`); the Runs page lists "
+                   "every recorded run.")
     return ws
 
 
-def default_demo() -> str:
-    """The demo a link opens when it names none: stl10-vitb16 where present, else the planted one."""
-    return DEFAULT_DEMO if any(demo.name == DEFAULT_DEMO for demo in find_demos()) else PLANTED
-
-
 def open_demo(ws: Workspace, name: str) -> bool:
-    """Load the demo called ``name`` into the workspace and run every method on it (False if that failed)."""
-    bundle, image_root, demo = load_demo(name)
-    ws.load(bundle, demo.name, image_root, random_weights=False)
-    ws.demo = demo.name
-    if demo.synthetic:
-        st.info(f"Opened the **{demo.name}** demo: planted embeddings, synthetic words.", icon=":material/science:")
-    else:
-        st.info(f"Opened the **{escape_markdown(demo.name)}** demo ({escape_markdown(demo.model)}, real CLIP "
-                "features). Load your own data on the Dataset page.", icon=":material/play_circle:")
-    return run_all(ws)
+    """Load the demo called ``name`` into the workspace and run every method on it. False, with the reason
+    shown, if that failed (an unknown name, a bundle that fails validation); what was loaded stays loaded."""
+    with user_errors():
+        bundle, image_root, demo = load_demo(name)
+        ws.load(bundle, demo.name, image_root, random_weights=False, bundle_path=demo.path)
+        ws.demo = demo.name
+        if demo.synthetic:
+            st.info(f"Opened the **{demo.name}** demo: planted embeddings, synthetic words.",
+                    icon=":material/science:")
+        else:
+            st.info(f"Opened the **{escape_markdown(demo.name)}** demo ({escape_markdown(demo.model)}, real CLIP "
+                    "features). Load your own data on the Dataset page.", icon=":material/play_circle:")
+        return run_all(ws)
+    return False
 
 
 def semantics_banner(ws: Workspace) -> None:
@@ -93,12 +103,13 @@ def semantics_banner(ws: Workspace) -> None:
 
 def show_error(error: Exception) -> None:
     """A one-line message for the user; unexpected errors are logged in full for the operator."""
+    # escaped: a message may quote what a link or a file said (a demo's name, a path), which is data
     if isinstance(error, CaeError):
-        st.error(str(error), icon=":material/block:")
+        st.error(escape_markdown(error), icon=":material/block:")
     else:
         logger.exception("unexpected error in the explorer", exc_info=error)
-        st.error(f"Unexpected error ({error.__class__.__name__}: {error}). The details are in the server log.",
-                 icon=":material/block:")
+        st.error(escape_markdown(f"Unexpected error ({error.__class__.__name__}: {error}).")
+                 + " The details are in the server log.", icon=":material/block:")
 
 
 @contextlib.contextmanager
@@ -132,9 +143,11 @@ def run_controls(ws: Workspace, key: str) -> None:
     seed = middle.number_input("Seed", 0, 2**31 - 1, int(ws.seed), key=f"{key}-seed")
     fusion = fusion_column.selectbox("Fusion", FUSION_CHOICES, index=FUSION_CHOICES.index(ws.config.fusion),
                                      key=f"{key}-fusion",
-                                     help="adaptive: CAE's weights with CLIP's modality gap removed (the default); "
-                                          "paper: the formula as written, whose weights the gap decides.")
-    if right.button(f"Run CAE and {len(METHODS) - 1} baselines", type="primary", key=f"{key}-run"):
+                                     help="agreement: each text view weighed by how far its neighbourhoods agree "
+                                          "with the image's (the default); paper: the formula as written; "
+                                          "equal: 1/3 each.")
+    if right.button(f"Run CAE and {len(available_methods(bundle)) - 1} baselines", type="primary",
+                    key=f"{key}-run"):
         ws.n_clusters, ws.seed = int(n_clusters), int(seed)
         ws.config = dataclasses.replace(ws.config, fusion=fusion)  # a new object: old results keep theirs
         run_all(ws)
@@ -152,12 +165,13 @@ def require_run(ws: Workspace) -> ClusteringResult:
     return ws.results[MAIN_METHOD]
 
 
-def run_all(ws: Workspace, methods: Sequence[str] = tuple(METHODS)) -> bool:
+def run_all(ws: Workspace, methods: Sequence[str] | None = None) -> bool:
     """Run ``methods`` once on the loaded bundle with a progress bar and keep the results in the workspace.
 
     Pages read ``ws.results`` afterwards, so switching pages never recomputes. False when it failed.
     """
     bundle = require_bundle(ws)
+    methods = available_methods(bundle) if methods is None else methods
     label = f"Clustering {bundle.n_images:,} images into {ws.n_clusters} clusters ({len(methods)} methods)"
     with st.status(label, expanded=True) as status:
         bar = st.progress(0.0, text="starting")
@@ -180,8 +194,28 @@ def run_all(ws: Workspace, methods: Sequence[str] = tuple(METHODS)) -> bool:
             show_error(error)
             return False
         ws.set_results(results)
+        record_runs(ws)
         status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
                       expanded=False)
+    return True
+
+
+def fetch_with_progress(name: str) -> bool:
+    """Build the demo ``name`` from its public sources (``fetch_demo``) under a progress bar; False when it
+    failed (the reason is shown)."""
+    with st.status(f"Fetching {name}", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+
+        def progress(stage: str, fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
+
+        try:
+            path = fetch_demo(name, progress=progress)
+        except Exception as error:  # noqa: BLE001 - shown to the user, the page stays usable
+            status.update(label=f"Fetching {name} failed", state="error", expanded=True)
+            show_error(error)
+            return False
+        status.update(label=f"Fetched {name} into {path}", state="complete", expanded=False)
     return True
 
 

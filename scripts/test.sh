@@ -8,5 +8,9 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
 fi
+if [ "${CI:-}" = true ]; then
+    # CI must test the browser, not skip it: stop here, naming what the install step left missing
+    python3 scripts/check_prerequisites.py --browser
+fi
 export CAE_DATA_DIR="${CAE_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 exec python3 -m pytest "$@"

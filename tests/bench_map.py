@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # cae_core; test_browser
 
 N_CLASSES = 20
-DRAWN_POINTS = 5000  # what the page draws per map without "Draw all points" (steps/4_Embedding_map.py)
+DRAWN_POINTS = 5000  # what the page draws per map without "Draw all points" (pages/4_Embedding_map.py)
 MAPS = ("image", "noun", "caption", "fused")
 
 

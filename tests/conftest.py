@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ci_prerequisites import (pytest_collectreport, pytest_runtest_logreport, pytest_sessionfinish,  # noqa: F401
+                              pytest_terminal_summary)
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ["HF_HUB_OFFLINE"] = "1"
 # a repo-local (git-ignored) cache survives between runs: the WordNet bank is built once (~30 s)

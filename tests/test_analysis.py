@@ -40,7 +40,7 @@ def test_pair_similarities_by_hand():
     fused[0], fused[1] = [3, 4], [4, 3]  # not unit: cosine 24/25
     aligned = {bank: AlignedBank(bank, None, _alignment(correspondence))
                for bank, correspondence in ((Bank.NOUNS, noun), (Bank.CAPTIONS, caption))}
-    fusion = Fusion(("image",), np.ones((4, 1)), fused, np.ones((4, 1)), np.ones(1), "equal", False)
+    fusion = Fusion(("image",), np.ones((4, 1)), fused, np.ones((4, 1)), np.ones((4, 1)), np.ones(1), "equal", False)
     result = ClusteringResult("cae", 2, 0, CaeConfig(), np.zeros(len(image), dtype=np.int64), fused, None, {},
                               None, aligned, fusion, [])
     similarity = analysis.pair_similarities(result, bundle, 0, 1)

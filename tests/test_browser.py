@@ -29,7 +29,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 CIFAR = cifar_data.CIFAR
 PAGES = {"": "CAE Explorer", "Dataset": "Dataset", "Semantic_space": "Semantic space",
          "Correspondences": "Correspondences", "Embedding_map": "Embedding map", "Clusters": "Clusters",
-         "Polysemy": "Polysemy", "Search": "Search"}
+         "Polysemy": "Polysemy", "Search": "Search", "Runs": "Runs"}
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
@@ -187,7 +187,7 @@ def load_bundle_from_server(driver, url: str, bundle_path) -> None:
 def test_a_session_loads_a_bundle_runs_and_walks_the_pages(server, browser):
     url, bundle_path = server
     load_bundle_from_server(browser, url, bundle_path)
-    click_text(browser, "button", f"Run CAE and {len(METHODS) - 1} baselines")
+    click_text(browser, "button", f"Run CAE and {sum(not spec.needs_own_captions for spec in METHODS.values()) - 1} baselines")
     settle(browser, "Dataset")
     check(browser, "Dataset", "loaded-Dataset")
     times = {}
@@ -246,6 +246,30 @@ def test_a_word_link_opens_the_default_demo_with_the_words_senses(server, browse
         assert "GPT-3 descriptions of a construction crane" in source and "GPT-3 descriptions of a crane bird" in source
     else:
         assert f"one sense of “{word}” only" in source
+
+
+def no_dialog(driver) -> None:
+    dialogs = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDialog"]')
+    assert not dialogs, [dialog.text[:200] for dialog in dialogs]  # e.g. "Page not found"
+
+
+@needs_real_demo
+@pytest.mark.parametrize("link, title", [("Polysemy?word=crane", "Polysemy"), ("Dataset", "Dataset")])
+def test_a_fresh_server_opened_on_a_page_link_reads_home_in_the_sidebar(tmp_path, browser, link, title):
+    """The first request a new server gets is a page link: Streamlit's folder convention for pages/ would draw
+    that run's sidebar (first entry "app"); the app's own navigation must draw it instead, on the same page."""
+    with serve_app(tmp_path) as url:
+        browser.get(f"{url}/{link}")
+        check(browser, title, f"fresh-server-{title}")
+        time.sleep(1)  # a dialog comes after the page
+        no_dialog(browser)
+        links = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+        titles = [link.text.strip().splitlines()[-1] for link in links]  # an icon's name may come first
+        assert titles == ["Home"] + [title for path, title in PAGES.items() if path]
+        assert browser.current_url.endswith(f"/{link}")
+        if title == "Polysemy":
+            source = browser.page_source
+            assert "crane.n.04" in source and "crane.n.05" in source
 
 
 HIGHLIGHTED_JS = """return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => {

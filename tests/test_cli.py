@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from cae_core.inputs.bundle import load_bundle, save_bundle
+from cae_core.inputs.bundle import OPTIONAL_KEYS, REQUIRED_KEYS, load_bundle, save_bundle
 from cae_core.cli import main
 from cae_core.inputs.synthetic import planted_bundle
 
@@ -41,7 +42,10 @@ def test_cluster_writes_assignments_metrics_and_named_clusters(bundle_path, tmp_
     assert len(table) == 300 and set(table["cluster"]) == {0, 1, 2}
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["method"] == "cae" and metrics["n_images"] == 300 and metrics["n_clusters"] == 3
-    assert metrics["acc"] == pytest.approx(1.0) and 0 <= metrics["nmi"] <= 1
+    # the scores are the files' own: recomputed from assignments.csv by scikit-learn
+    assert metrics["nmi"] == pytest.approx(normalized_mutual_info_score(table["label"], table["cluster"]))
+    assert metrics["ari"] == pytest.approx(adjusted_rand_score(table["label"], table["cluster"]))
+    assert metrics["acc"] == pytest.approx(1.0)  # three planted classes, well separated
     assert {"semantic_space", "noun_alignment", "kmeans"} <= set(metrics["seconds"])
     clusters = json.loads((tmp_path / "clusters.json").read_text())
     assert [entry["cluster"] for entry in clusters] == [0, 1, 2]
@@ -114,23 +118,32 @@ def test_missing_or_unreadable_bundle(tmp_path):
     assert completed.returncode == 2 and "not a readable .npz" in completed.stderr
 
 
-def test_bundle_round_trip_keeps_everything(bundle_path):
-    bundle = load_bundle(bundle_path)
-    assert bundle.n_images == 300 and bundle.has_labels
-    assert bundle.class_names.tolist() == ["class 0", "class 1", "class 2"]
-    assert bundle.metadata["synthetic"] is True
-    np.testing.assert_allclose(np.linalg.norm(bundle.image_embeddings, axis=1), 1, atol=1e-6)
+def test_bundle_round_trip_keeps_everything(tmp_path):
+    bundle = planted_bundle(n_images=50, n_classes=3, n_nouns=20, n_captions=25, seed=4)
+    bundle.image_ids = np.array([f"class {label}/{index:03d}.png" for index, label in enumerate(bundle.labels)])
+    bundle.noun_glosses = np.array([f"gloss of {noun}" for noun in bundle.nouns])
+    bundle.caption_image_ids = bundle.image_ids[np.arange(25) % 50]
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "round.npz"))
+    for key in REQUIRED_KEYS + OPTIONAL_KEYS:
+        expected, found = getattr(bundle, key), getattr(loaded, key)
+        if expected is None:
+            assert found is None, key
+        else:
+            assert found.dtype.kind == expected.dtype.kind, key
+            np.testing.assert_array_equal(found, expected, err_msg=key)  # bit-identical, not merely close
+    assert loaded.metadata == bundle.metadata and loaded.metadata["synthetic"] is True
+    assert loaded.captions_of(3).tolist() == [3]
 
 
 def test_sweep_on_a_planted_bundle_writes_a_tidy_table(bundle_path, tmp_path, capsys):
     completed = cae_in_process(capsys, "sweep", "--features", str(bundle_path), "--clusters", "3", "--out",
                                str(tmp_path), "--quiet", "--methods", "cae,cae-softmax", "--seeds", "0,1",
-                               "--fusion", "adaptive,paper", "--gamma", "0.01")
+                               "--fusion", "agreement,paper", "--gamma", "0.01")
     assert completed.returncode == 0, completed.stderr
     table = pd.read_csv(tmp_path / "sweep.csv")
     assert len(table) == 2 * 2 * 2  # methods x fusion x seeds
     assert set(zip(table["method"], table["fusion"], table["seed"])) == {
-        (method, fusion, seed) for method in ("cae", "cae-softmax") for fusion in ("adaptive", "paper") for seed in (0, 1)}
+        (method, fusion, seed) for method in ("cae", "cae-softmax") for fusion in ("agreement", "paper") for seed in (0, 1)}
     assert set(table["noun_converged"]) == {True} and table["gamma"].eq(0.01).all()
     assert {"weight_image_mean", "weight_noun_sd", "caption_iterations", "fused_between"} <= set(table)
     assert "sweep.md" in completed.stdout and "| cae" in (tmp_path / "sweep.md").read_text()

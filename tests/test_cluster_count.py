@@ -6,6 +6,9 @@ the estimate is right on CLIP features is tested on the real bundles in ``test_r
 
 from __future__ import annotations
 
+import base64
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,6 +25,25 @@ def separated_groups(n_groups: int, per_group: int = 40, dim: int = 32, spread: 
     labels = np.repeat(np.arange(n_groups), per_group)
     points = np.eye(dim)[labels] + spread * rng.normal(size=(len(labels), dim))
     return points / np.linalg.norm(points, axis=1, keepdims=True), labels
+
+
+def plotted_figure(html: str) -> tuple[list[dict], dict]:
+    """The traces and layout a plotly HTML page draws (``Plotly.newPlot(id, data, layout, ...)``), arrays decoded."""
+    decoder = json.JSONDecoder()
+    position = html.index("Plotly.newPlot(") + len("Plotly.newPlot(")
+    values = []
+    for _ in range(3):  # the element id, the traces, the layout
+        position = len(html) - len(html[position:].lstrip(" \n,"))
+        value, position = decoder.raw_decode(html, position)
+        values.append(value)
+
+    def decoded(node):
+        if isinstance(node, dict) and set(node) == {"dtype", "bdata"}:  # plotly's typed arrays
+            return np.frombuffer(base64.b64decode(node["bdata"]), dtype=node["dtype"]).tolist()
+        if isinstance(node, dict):
+            return {key: decoded(value) for key, value in node.items()}
+        return [decoded(value) for value in node] if isinstance(node, list) else node
+    return decoded(values[1]), decoded(values[2])
 
 
 @pytest.mark.parametrize("criterion", CLUSTER_COUNT_CRITERIA)
@@ -87,7 +109,12 @@ def test_cli_clusters_auto_estimates_then_runs_and_writes_the_criterion(tmp_path
     assert "estimated K = 6 (eigengap over 2..12" in err and "the labels have 6 classes: off by +0" in err
     table = pd.read_csv(tmp_path / "out" / "cluster_count.csv")
     assert list(table["k"]) == list(range(2, 13)) and table.loc[table["chosen"], "k"].tolist() == [6]
-    assert (tmp_path / "out" / "cluster_count.html").stat().st_size > 1000
+    # the page plots the criterion of the CSV against K, and marks the estimate and the true count
+    data, layout = plotted_figure((tmp_path / "out" / "cluster_count.html").read_text())
+    curve, = data
+    assert curve["name"] == "eigengap" and list(curve["x"]) == list(table["k"])
+    np.testing.assert_allclose(curve["y"], table["eigengap"])
+    assert {note["text"] for note in layout["annotations"]} == {"estimated K = 6", "true K = 6"}
     assignments = pd.read_csv(tmp_path / "out" / "assignments.csv")
     assert assignments["cluster"].nunique() == 6
     assert true_cluster_count(bundle) == 6

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae_core import planted_bundle, save_bundle
+from cae_core.errors import CaeError
 from cae_core.cli import _apply_preset, build_parser, main
 from cae_core.inputs import PRESETS, find_demos, load_demo
 from cae_core.inputs.corpora import imagenet_nouns
@@ -44,8 +45,22 @@ def test_demos_are_found_from_headers_and_a_relative_image_root_follows_the_bund
     (data_folder / "embeddings").rename(moved / "embeddings")
     bundle, root, demo = load_demo("tiny", moved)
     assert root == moved / "embeddings" / "tiny" / "images" and bundle.n_images == 40
-    with pytest.raises(Exception, match="no demo called 'nope'"):
+    with pytest.raises(CaeError, match="no demo called 'nope'"):
         load_demo("nope", moved)
+
+
+def test_listing_demos_builds_no_planted_bundle_and_the_listing_matches_the_built_one(data_folder, monkeypatch):
+    from cae_core.inputs import demos as demos_module
+
+    real = demos_module.planted_bundle
+    monkeypatch.setattr(demos_module, "planted_bundle", lambda **kwargs: pytest.fail("listing built the bundle"))
+    listed = {demo.name: demo for demo in find_demos(data_folder)}["planted"]
+    monkeypatch.setattr(demos_module, "planted_bundle", real)
+    bundle, root, opened = load_demo("planted", data_folder)
+    assert opened == listed and root is None
+    assert (listed.n_images, listed.n_classes, listed.n_nouns, listed.n_captions) == (
+        bundle.n_images, len(bundle.class_names), len(bundle.nouns), len(bundle.captions))
+    assert listed.model == bundle.metadata["model"]
 
 
 def test_demo_command_prints_the_table_and_named_clusters(capsys):
@@ -89,7 +104,7 @@ def test_rates_are_measured_on_this_machine(clip_model):
 def test_dataset_page_preset_sets_the_encoding_widgets():
     if not CIFAR.is_dir():
         pytest.skip(f"the shared CIFAR-10 images are not at {CIFAR}")
-    at = AppTest.from_file(str(REPO / "steps" / "1_Dataset.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(REPO / "pages" / "1_Dataset.py"), default_timeout=120).run()
     at.radio(key="preset").set_value("quick").run()
     at.selectbox(key="shared-set").set_value("cifar10-test").run()
     assert not at.exception and not at.warning  # no widget was given a value twice

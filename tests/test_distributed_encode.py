@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,30 @@ def test_torchrun_gives_the_single_process_bundle(inputs, clip_model_name, clip_
     for name in ("image_ids", "labels", "class_names", "nouns", "captions"):
         np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
     assert got.metadata == expected.metadata
+
+
+def test_torchrun_over_a_zip_extracts_it_once_and_gives_the_folders_bundle(inputs, clip_model_name, clip_checkpoint,
+                                                                            fresh_cache):
+    """Both workers open the same upload: the archive is extracted into the shared cache without the two
+    extractions clashing, and the bundle equals the one encoded from the folder itself."""
+    archive = inputs / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as writer:
+        for path in sorted((inputs / "images").rglob("*.png")):
+            writer.write(path, Path("photos") / path.relative_to(inputs / "images"))
+    folder_bundle = inputs / "folder.npz"
+    assert main(_encode_args(inputs, clip_model_name, clip_checkpoint, folder_bundle)) == 0
+    args = _encode_args(inputs, clip_model_name, clip_checkpoint, inputs / "zip.npz")
+    args[args.index("--images") + 1] = str(archive)
+    cache = inputs / "zip-cache"
+    run = _torchrun(args, cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "[rank 1/2] images: encoded 3 of 6 chunks (12 of 24 images)" in run.stdout, run.stdout
+    expected, got = load_bundle(folder_bundle), load_bundle(inputs / "zip.npz")
+    np.testing.assert_array_equal(got.image_ids, expected.image_ids)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    assert np.abs(got.image_embeddings - expected.image_embeddings).max() <= 1e-6
+    extracted = [path for path in (cache / "sources" / "archives").iterdir() if not path.name.startswith(".")]
+    assert len(extracted) == 1 and not extracted[0].name.endswith(".partial")  # one extraction, finished
 
 
 def test_bad_input_under_torchrun_is_one_line_not_a_hang(inputs, clip_model_name, clip_checkpoint):

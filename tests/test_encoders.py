@@ -69,7 +69,7 @@ def test_trim_and_batching_do_not_change_results(clip_model, fresh_cache):
 def test_second_encoding_comes_from_the_cache(clip_model, fresh_cache, caplog):
     first = encode_texts(clip_model, NOUNS, batch_size=4, chunk_rows=3)
     no_model = dataclasses.replace(clip_model, model=_NoModel())
-    no_model.dtype  # same dtype as the real model: same cache entry
+    assert no_model.cache_parts() == clip_model.cache_parts()  # same model, checkpoint and dtype: same entry
     with caplog.at_level(logging.INFO, logger="cae_core.inputs.encoders"):
         second = encode_texts(no_model, NOUNS, batch_size=4, chunk_rows=3)
     np.testing.assert_array_equal(first, second)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import ot
 import pytest
@@ -10,12 +12,13 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 import cae_core.method.alignment as alignment_module
 from cae_core import METHODS, CaeConfig, CaeError, run_method, run_methods
+from cae_core.method.run import available_methods, own_caption_view
 from cae_core.method.alignment import SinkhornConvergenceWarning, ot_alignment, softmax_alignment, transport_plan
 from cae_core.benchmarks import pot_correspondence
 from cae_core.arrays import unit_rows
 from cae_core.method.clustering import spherical_kmeans
 from cae_core.device import with_memory_fallback
-from cae_core.method.fusion import fuse
+from cae_core.method.fusion import fuse, neighbour_agreement
 from cae_core.method.metrics import cluster_accuracy, evaluate
 from cae_core.method.semantic_space import default_n_centres
 from cae_core.inputs.synthetic import planted_bundle
@@ -31,9 +34,27 @@ def all_results(bundle):
     return run_methods(bundle, n_clusters=6)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", [name for name, spec in METHODS.items() if not spec.needs_own_captions])
 def test_every_method_recovers_planted_clusters(all_results, method):
     assert all_results[method].metrics["acc"] >= 0.98
+
+
+def test_sac_uses_each_images_own_captions_and_needs_them(bundle):
+    with pytest.raises(CaeError, match="needs per-image captions"):
+        run_method(bundle, "sac-notrain", 6)
+    assert "sac-notrain" not in available_methods(bundle)
+    # tie every caption to an image of the class it was planted for ("caption 3-17" is class 3)
+    caption_class = np.array([int(text.split()[1].split("-")[0]) for text in bundle.captions])
+    image_ids = np.array([f"img{i}" for i in range(bundle.n_images)])
+    owner = np.array([np.flatnonzero(bundle.labels == c)[i % 150] for i, c in enumerate(caption_class)])
+    own = dataclasses.replace(bundle, image_ids=image_ids, caption_image_ids=image_ids[owner])
+    result = run_method(own, "sac-notrain", 6)
+    assert result.fusion.modalities == ("image", "caption")
+    assert result.metrics["acc"] >= 0.98
+    view = own_caption_view(own)
+    first = owner[0]
+    np.testing.assert_allclose(view[first], unit_rows(own.caption_embeddings[owner == first].sum(axis=0)), atol=1e-6)
+    assert not view[np.setdiff1d(np.arange(own.n_images), owner)].any()  # images without captions: no view
 
 
 def test_transport_plan_meets_both_marginals():
@@ -128,6 +149,7 @@ def test_fusion_weights_follow_the_prototype():
     assert np.all(fusion.weights[:, 2] < fusion.weights[:, 0])  # the outlier modality weighs least
     assert fusion.features.shape == (5, 24)
     assert fuse({"image": x, "noun": near, "caption": far}, combine="sum").features.shape == (5, 8)
+    assert fuse({"image": x[:2], "noun": near[:2]}).weights.tolist() == [[0.5, 0.5], [0.5, 0.5]]  # too few to judge
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -135,19 +157,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def test_adaptive_weights_act_on_each_images_deviation_not_the_modality_offset():
+def test_paper_weights_are_the_softmax_of_prototype_cosines_on_the_vectors_they_weigh():
     rng = np.random.default_rng(5)
     modalities = {name: rng.normal(size=(40, 16)) for name in ("image", "noun", "caption")}
-    paper = fuse(modalities, "paper", centre=False)
-    adaptive = fuse(modalities, "adaptive")
-    np.testing.assert_allclose(paper.prototype_cosine, adaptive.prototype_cosine)
-    np.testing.assert_allclose(adaptive.offset, paper.prototype_cosine.mean(axis=0), atol=1e-6)
-    np.testing.assert_allclose(paper.weights, _softmax(paper.prototype_cosine / 0.01), atol=1e-5)
-    np.testing.assert_allclose(adaptive.weights, _softmax((paper.prototype_cosine - paper.offset) / 0.01), atol=1e-5)
-    # the features: each modality made unit, centred over the images, made unit again, weighted, concatenated
     centred = [unit_rows(unit_rows(m) - unit_rows(m).mean(axis=0)) for m in modalities.values()]
-    expected = np.concatenate([adaptive.weights[:, [k]] * block for k, block in enumerate(centred)], axis=1)
-    np.testing.assert_allclose(adaptive.features, expected, atol=1e-5)
+    prototype = unit_rows(np.mean(centred, axis=0))
+    cosine = np.stack([(block * prototype).sum(axis=1) for block in centred], axis=1)
+    paper = fuse(modalities, "paper")
+    np.testing.assert_allclose(paper.prototype_cosine, cosine, atol=1e-5)
+    np.testing.assert_allclose(paper.weights, _softmax(cosine / 0.01), atol=1e-5)
+    # the features: each modality made unit, centred over the images, made unit again, weighted, concatenated
+    expected = np.concatenate([paper.weights[:, [k]] * block for k, block in enumerate(centred)], axis=1)
+    np.testing.assert_allclose(paper.features, expected, atol=1e-5)
     raw = np.concatenate([unit_rows(m) / 3 for m in modalities.values()], axis=1)
     np.testing.assert_allclose(fuse(modalities, "equal", centre=False).features, raw, atol=1e-6)
     with pytest.raises(CaeError, match="unknown fusion weighting"):
@@ -156,24 +177,44 @@ def test_adaptive_weights_act_on_each_images_deviation_not_the_modality_offset()
         fuse(modalities, gamma=0)
 
 
-def test_the_modality_gap_decides_the_papers_weights_and_not_the_adaptive_ones():
-    # CLIP-like planted data: every image sits ~0.3 further from its prototype than its texts do
-    bundle = planted_bundle(n_images=600, n_classes=6, dim=128, n_nouns=120, n_captions=120, seed=3)
-    paper = run_method(bundle, "cae", 6, config=CaeConfig(fusion="paper")).fusion
-    adaptive = run_method(bundle, "cae", 6).fusion
-    assert paper.offset[1] - paper.offset[0] > 0.2 and paper.gap_dominated.all()
-    assert (paper.weights[:, 0] < 0.01).all()  # as written, the image is ignored on every image
-    for column in range(3):  # gap-free: every modality carries weight on some images
-        assert (adaptive.weights[:, column] >= 0.01).mean() > 0.5
-    assert adaptive.weights[:, 0].std() > 0.05  # and the weights differ from image to image
+def test_neighbour_agreement_counts_shared_neighbours_above_chance():
+    rng = np.random.default_rng(2)
+    x = unit_rows(rng.normal(size=(300, 12)))
+    assert np.allclose(neighbour_agreement(x, [x], 5), 1)
+    shuffled = x[rng.permutation(300)]  # the same points, neighbourhoods unrelated to the images'
+    assert abs(float(neighbour_agreement(x, [shuffled], 5).mean())) < 0.05
+    # 4 points on a line: 0's two nearest are 1 and 2; in the view they are 1 and 3 -> 1 of 2 shared
+    line = unit_rows(np.array([[1, 0.0], [1, 0.1], [1, 0.2], [1, 0.3]]))
+    view = unit_rows(np.array([[1, 0.0], [1, 0.1], [1, 0.9], [1, 0.15]]))
+    chance = 2 / 3
+    expected = max(0.0, (1 / 2 - chance) / (1 - chance))
+    assert neighbour_agreement(line, [view], 2)[0, 0] == pytest.approx(expected)
+    with pytest.raises(CaeError, match="1 <= k < N"):
+        neighbour_agreement(line, [view], 4)
 
 
-def test_adaptive_fusion_keeps_up_with_kmeans_where_the_papers_formula_does_not():
-    # noisy images (k-means on them ~0.96), CLIP's gap: the failure the real features showed, planted
+def test_trust_is_high_for_a_view_that_sees_what_the_image_sees_and_low_for_an_unrelated_one():
+    rng = np.random.default_rng(0)
+    # redundant dimensions, as CLIP's: both halves of the embedding see the same 4 factors
+    x = unit_rows(rng.normal(size=(400, 4)) @ rng.normal(size=(4, 32)) + 0.05 * rng.normal(size=(400, 32)))
+    fusion = fuse({"image": x, "noun": unit_rows(x + 0.02 * rng.normal(size=x.shape)),
+                   "caption": unit_rows(rng.normal(size=x.shape))})
+    assert fusion.split_half > 0.5
+    assert fusion.agreement[:, 1].mean() > 0.9 and fusion.agreement[:, 2].mean() < 0.1
+    assert (fusion.weights[:, 2] < fusion.weights[:, 1]).all()
+
+
+def test_trust_falls_back_towards_the_image_where_equal_weights_fall_below_it():
+    # noisy planted images (k-means on them ~0.96) and two text views unrelated to them
     bundle = planted_bundle(n_images=1000, n_classes=10, dim=128, n_nouns=300, n_captions=300, noise=0.9, seed=0)
-    kmeans = run_method(bundle, "clip-kmeans", 10).metrics["acc"]
-    assert run_method(bundle, "cae", 10).metrics["acc"] >= kmeans - 0.05
-    assert run_method(bundle, "cae", 10, config=CaeConfig(fusion="paper")).metrics["acc"] < kmeans - 0.1
+    rng = np.random.default_rng(0)
+    views = {"image": bundle.image_embeddings, "noun": unit_rows(rng.normal(size=(1000, 128))),
+             "caption": unit_rows(rng.normal(size=(1000, 128)))}
+    image = evaluate(bundle.labels, spherical_kmeans(bundle.image_embeddings, 10, seed=0).labels)["acc"]
+    trusted = evaluate(bundle.labels, spherical_kmeans(fuse(views).features, 10, seed=0).labels)["acc"]
+    equal = evaluate(bundle.labels, spherical_kmeans(fuse(views, "equal").features, 10, seed=0).labels)["acc"]
+    assert equal < image - 0.2  # the failure: unrelated views drag equal weighting far below the image
+    assert trusted >= image - 0.05
 
 
 def test_planted_bundles_have_clips_geometry():

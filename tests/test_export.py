@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
 from cae_core.inputs.bundle import load_bundle, save_bundle
@@ -19,22 +19,22 @@ from cae_core import METHODS, run_methods
 from explorer.state import Workspace
 from polysemy_data import crane_bundle
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "5_Clusters.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "5_Clusters.py")
 SEED = 3
 
 
 @pytest.fixture()
 def downloads(monkeypatch) -> dict[str, bytes]:
-    """The bytes of every st.download_button the app renders, by file name (AppTest keeps no media)."""
+    """The bytes of every download button the page draws, by file name, as given to ``download_button``
+    (Streamlit's documented element call: label, data, file_name); text is sent as UTF-8, as Streamlit does."""
     captured: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
+    original = DeltaGenerator.download_button
 
-    def spy(self, path_or_data, mimetype, kind, filename=None):
-        if filename:
-            captured[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
+    def spy(self, label, data, file_name=None, *args, **kwargs):
+        captured[file_name or label] = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        return original(self, label, data, file_name, *args, **kwargs)
 
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
     return captured
 
 
@@ -68,7 +68,7 @@ def test_app_downloads_are_the_cli_files(app_runs, downloads, tmp_path):
     app_metrics.pop("seconds"), cli_metrics.pop("seconds")  # timings differ run to run
     assert app_metrics == cli_metrics
     comparison = pd.read_csv(io.BytesIO(downloads["comparison.csv"]))
-    assert list(comparison["method"]) == list(METHODS)
+    assert list(comparison["method"]) == [name for name, spec in METHODS.items() if not spec.needs_own_captions]
 
 
 def test_write_run_matches_downloads_for_an_ablation(app_runs, tmp_path):
@@ -84,9 +84,10 @@ def test_compare_writes_one_row_per_method(app_runs, tmp_path):
     save_bundle(bundle, features)
     assert cli(["compare", "--features", str(features), "--clusters", "4", "--out", str(tmp_path), "--quiet"]) == 0
     table = pd.read_csv(tmp_path / "comparison.csv")
-    assert list(table["method"]) == list(METHODS)
+    plain = [name for name, spec in METHODS.items() if not spec.needs_own_captions]  # no per-image captions here
+    assert list(table["method"]) == plain
     assert list(table.columns) == ["method", "acc", "nmi", "ari", "seconds"]
     assert table[["acc", "nmi", "ari"]].notna().all().all()
     markdown = (tmp_path / "comparison.md").read_text().splitlines()
-    assert len(markdown) == 2 + len(METHODS)  # header, rule, one row per method
-    assert all(any(f" {name} " in line for line in markdown) for name in METHODS)
+    assert len(markdown) == 2 + len(plain)  # header, rule, one row per method
+    assert all(any(f" {name} " in line for line in markdown) for name in plain)

@@ -13,7 +13,7 @@ from cae_core.method.hierarchy import hierarchy_filter, lineage_lemmas
 from explorer.state import Workspace
 from polysemy_data import crane_bundle
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "2_Semantic_space.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Semantic_space.py")
 
 
 def with_general_nouns(bundle: FeaturesBundle) -> FeaturesBundle:

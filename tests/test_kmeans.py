@@ -10,6 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 import cae_core.arrays as arrays
 import cae_core.method.clustering as clustering
 from cae_core.arrays import rows_per_block, unit_rows
+from cae_core.device import resolve_device
 from cae_core.errors import CaeError
 from cae_core.inputs.synthetic import planted_bundle
 from cae_core.method.clustering import n_restarts, spherical_kmeans
@@ -98,11 +99,17 @@ def test_selection_keeps_each_centres_most_confident_texts_in_bank_order_on_ties
     assert not np.isin(selection.bank_index, np.flatnonzero(~keep)).any()
 
 
-def test_device_logic_runs_on_the_cpu_when_asked_or_auto(planted):
-    # the CUDA path is the same code on another device; here "auto" must resolve to the CPU and agree
-    auto = spherical_kmeans(planted.image_embeddings, 8, seed=4, n_init=2, device="auto")
-    cpu = spherical_kmeans(planted.image_embeddings, 8, seed=4, n_init=2, device=torch.device("cpu"))
-    np.testing.assert_array_equal(auto.labels, cpu.labels)
+def test_auto_device_follows_cuda_availability_and_a_missing_gpu_is_a_clear_error(monkeypatch):
+    # CUDA is faked present or absent: "auto" must follow it on any machine, GPU or not
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(CaeError, match="'cuda' was asked for but CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(CaeError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
 
 
 def test_seeding_from_a_sample_of_the_rows_is_reproducible_and_still_recovers_clusters(planted, monkeypatch):

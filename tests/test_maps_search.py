@@ -11,6 +11,8 @@ from cae_core.analysis import explain_image, query_from_banks, query_from_model,
     search_images, thin_by_density
 from cae_core.inputs import load_clip
 from cae_core.method import Bank
+from cae_core.method.alignment import TOP_MATCHES
+from ot_reference import heaviest, row_shares
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,13 @@ def test_why_an_image_is_here(run):
     assert why.cluster_nouns == result.cluster_texts[why.cluster].nouns
     assert why.centre == result.semantic_space.centre_of_image[image]
     assert set(why.centre_texts) == {Bank.NOUNS, Bank.CAPTIONS} and all(why.centre_texts.values())
-    assert all(0 <= mass <= 1 for mass in why.naming_mass.values())
+    for bank, part in result.aligned.items():
+        # the share of the image's top matches (POT's plan row here) that falls on its cluster's names
+        names = set(getattr(result.cluster_texts[why.cluster], bank.value))
+        top, share = heaviest(row_shares(bundle.image_embeddings, part.selection.embeddings), image, TOP_MATCHES)
+        naming = np.isin(part.selection.texts[top].astype(str), list(names))
+        assert naming.any(), bank  # planted: the image's own class names its cluster
+        assert why.naming_mass[bank] == pytest.approx(share[naming].sum(), abs=1e-4)
     assert set(why.neighbours) == {"image", "noun", "caption", "fused"}
     for found, cosine in why.neighbours.values():
         assert image not in found and np.all(np.diff(cosine) <= 0)

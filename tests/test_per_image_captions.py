@@ -13,9 +13,11 @@ from streamlit.testing.v1 import AppTest
 from cae_core import CaeError, load_bundle, run_methods
 from cae_core.cli import main
 from cae_core.inputs.corpora import read_per_image_captions
+from cae_core.method import Bank
 from explorer.state import Workspace
+from ot_reference import row_shares
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "3_Correspondences.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Correspondences.py")
 CSV = """image_id,caption
 airplane/0000.jpg,A small plane on a runway.
 airplane/0000.jpg,An aircraft seen from the side.
@@ -101,7 +103,13 @@ def test_correspondences_page_shows_an_images_own_captions(per_image_bundle):
     assert not at.exception, [element.message for element in at.exception]
     own = next(frame.value for frame in at.dataframe if "mass from this image" in frame.value.columns)
     assert own["caption"].tolist() == ["A small plane on a runway.", "An aircraft seen from the side."]
-    assert own["mass from this image"].between(0, 1).all()
+    # each own caption's share of the image's transport mass: its entry in POT's plan row (all 3 captions
+    # are selected, and 3 < the 10 top matches kept, so none is cut off)
+    part = ws.results["cae"].aligned[Bank.CAPTIONS]
+    image = int(np.flatnonzero(bundle.image_ids == "airplane/0000.jpg")[0])
+    shares = row_shares(bundle.image_embeddings, part.selection.embeddings, ws.results["cae"].config.epsilon)
+    position = [int(np.flatnonzero(part.selection.bank_index == row)[0]) for row in bundle.captions_of(image)]
+    np.testing.assert_allclose(own["mass from this image"], shares[image, position], atol=1e-4)
 
 
 def test_caption_command_writes_the_csv_that_encode_reads(tmp_path, shared_data, capsys):

@@ -1,4 +1,4 @@
-"""AppTest of steps/6_Polysemy.py: the word from the URL, its senses, and the analysis with and without a run."""
+"""AppTest of pages/6_Polysemy.py: the word from the URL, its senses, and the analysis with and without a run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cae_core.inputs.corpora import noun_senses
 from cae_core.inputs.encoders import encode_texts
 from polysemy_data import crane_bundle
 
-PAGE = str(Path(__file__).resolve().parents[1] / "steps" / "6_Polysemy.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "6_Polysemy.py")
 TIMEOUT = 120  # the first WordNet read parses its index
 
 

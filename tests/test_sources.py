@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from cae_core import config
+from cae_core.arrays import round_robin
 from cae_core.inputs import sources, torchvision_sets
 from cae_core.errors import CaeError
 from cae_core.inputs import (Benchmark, ImageLoadError, ImageSource, dataset_choices, load_image, open_image_source,
@@ -100,17 +101,20 @@ def test_non_ascii_names(tmp_path):
     assert source.class_names == ["café", "Ünïcode"]
 
 
-@pytest.mark.parametrize("make", [
-    lambda folder: folder / "missing",
-    lambda folder: folder,  # empty
-    lambda folder: (folder / "readme.txt").write_text("no images") and folder,
-    lambda folder: (folder / "list.csv").write_text("a,b") and folder / "list.csv",
-    lambda folder: "  ",
+@pytest.mark.parametrize("make, expected", [
+    (lambda folder: folder / "missing", "no such folder or archive: {folder}/missing; give a folder of images"),
+    (lambda folder: folder, "no images found in {name}; expected image files"),  # empty
+    (lambda folder: (folder / "readme.txt").write_text("no images") and folder, "no images found in {name}; "),
+    (lambda folder: (folder / "list.csv").write_text("a,b") and folder / "list.csv",
+     "{folder}/list.csv is neither a folder nor a .zip archive of images"),
+    (lambda folder: "  ", "no image source given; name a folder of images"),
 ], ids=["missing", "empty", "no-images", "not-a-folder", "blank"])
-def test_requests_that_cannot_be_met_are_one_line_errors(tmp_path, make):
+def test_requests_that_cannot_be_met_are_one_line_errors_naming_the_source(tmp_path, make, expected):
     with pytest.raises(CaeError) as error:
         open_image_source(str(make(tmp_path)))
-    assert "\n" not in str(error.value)
+    message = str(error.value)
+    assert "\n" not in message
+    assert expected.format(folder=tmp_path, name=tmp_path.name) in message, message
 
 
 # --------------------------------------------------------------------------- decoding
@@ -214,8 +218,17 @@ def test_limit_is_stratified_and_deterministic(tmp_path):
     assert sorted(np.bincount(open_image_source(str(tmp_path), limit=30).labels)) == [3, 13, 14]
     assert len(open_image_source(str(tmp_path), limit=2).records) == 2
     assert len(open_image_source(str(tmp_path), limit=10_000).records) == 63
-    with pytest.raises(CaeError):
+    with pytest.raises(CaeError, match="the image limit must be a positive number, got 0"):
         open_image_source(str(tmp_path), limit=0)
+
+
+def test_round_robin_takes_the_classes_in_turn():
+    labels = [2, 0, 0, 1, 1, 1, 0]
+    assert round_robin(labels, 5).tolist() == [1, 3, 0, 2, 4]  # firsts in label order, then seconds
+    assert round_robin(labels, 100).tolist() == [1, 3, 0, 2, 4, 6, 5]
+    seeded = round_robin(labels, 3, np.random.default_rng(0))
+    assert sorted(np.asarray(labels)[seeded].tolist()) == [0, 1, 2]  # one of each class, in a seeded order
+    assert seeded.tolist() == round_robin(labels, 3, np.random.default_rng(0)).tolist()
 
 
 def test_limit_on_unlabelled_folder(tmp_path):

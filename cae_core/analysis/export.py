@@ -14,6 +14,7 @@ from ..files import atomic_write_text
 from ..inputs.bundle import FeaturesBundle, save_bundle
 from ..method.cluster_count import ClusterCountEstimate
 from ..method.run import ClusteringResult
+from .sweep import SweepComparison, compare_sweep, paired_figure, summarise, sweep_figure, sweep_markdown
 
 
 def assignments_table(result: ClusteringResult, bundle: FeaturesBundle) -> pd.DataFrame:
@@ -78,14 +79,25 @@ def write_comparison(results: dict[str, ClusteringResult], out_dir: str | os.Pat
             atomic_write_text(out_dir / "comparison.md", markdown.to_markdown(index=False) + "\n")]
 
 
-def write_sweep(table: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
-    """``sweep.csv`` (one row per run), ``sweep.md`` (mean ± sd over seeds) and ``sweep.html`` (the plot)."""
-    from .sweep import summary_markdown, sweep_figure
-
+def write_sweep(table: pd.DataFrame, out_dir: str | os.PathLike,
+                comparison: SweepComparison | None = None) -> list[Path]:
+    """A ``sweep_bundles`` table's files: ``sweep.csv`` (one row per run), ``sweep_summary.csv`` (mean and sd
+    over seeds per bundle, method and grid point), ``paired.csv`` and ``ranks.csv`` (``comparison``, by
+    default ``compare_sweep(table)``), ``sweep.md`` (every table) and ``sweep.html`` (the plots)."""
+    comparison = compare_sweep(table) if comparison is None else comparison
+    figures = [sweep_figure(table, comparison.metric)] + ([paired_figure(comparison)] if len(comparison.paired) else [])
+    # one page, plotly.js once (with the first figure), so it opens offline
+    plots = "\n".join(figure.to_html(full_html=False, include_plotlyjs=index == 0)
+                      for index, figure in enumerate(figures))
+    html = f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>CAE Explorer sweep</title></head>' \
+           f"<body>\n{plots}\n</body></html>\n"
     out_dir = Path(out_dir)
     return [atomic_write_text(out_dir / "sweep.csv", table.to_csv(index=False)),
-            atomic_write_text(out_dir / "sweep.md", summary_markdown(table) + "\n"),
-            atomic_write_text(out_dir / "sweep.html", sweep_figure(table).to_html(include_plotlyjs=True))]
+            atomic_write_text(out_dir / "sweep_summary.csv", summarise(table).to_csv(index=False)),
+            atomic_write_text(out_dir / "paired.csv", comparison.paired.to_csv(index=False)),
+            atomic_write_text(out_dir / "ranks.csv", comparison.ranks.to_csv(index=False)),
+            atomic_write_text(out_dir / "sweep.md", sweep_markdown(table, comparison) + "\n"),
+            atomic_write_text(out_dir / "sweep.html", html)]
 
 
 def write_cluster_count(estimate: ClusterCountEstimate, out_dir: str | os.PathLike,

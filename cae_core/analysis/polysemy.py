@@ -14,6 +14,7 @@ from ..arrays import unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
 from ..method.alignment import Alignment
+from ..method.methods import Transport
 from ..method.run import ClusteringResult, ClusterTexts, align_bank, cluster_texts
 from ..method.semantic_space import Bank
 
@@ -202,7 +203,7 @@ def word_senses(result: ClusteringResult, bundle: FeaturesBundle, word: str, n_c
     if missing:
         # the word's unselected rows added to the selected nouns, aligned as the run aligned them
         texts = np.concatenate([selection.embeddings, bundle.noun_embeddings[missing]])
-        probe = align_bank(bundle.image_embeddings, texts, "ot", result.config)
+        probe = align_bank(bundle.image_embeddings, texts, Transport(), result.config)
     found = []
     for row in map(int, rows):
         if row in position:

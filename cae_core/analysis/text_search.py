@@ -20,6 +20,7 @@ import numpy as np
 from ..arrays import unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle
+from ..method.methods import Transport
 from ..method.run import ClusteringResult, align_bank
 from ..method.semantic_space import Bank
 from .polysemy import captions_mentioning, heaviest_images, normalise_word, noun_rows
@@ -105,6 +106,6 @@ def search_images(result: ClusteringResult, bundle: FeaturesBundle, query: TextQ
     ranked = np.argsort(-cosine, kind="stable")[:n]
     selection = result.aligned[bank].selection
     texts = np.concatenate([selection.embeddings, query.embedding[None, :].astype(selection.embeddings.dtype)])
-    probe = align_bank(bundle.image_embeddings, texts, "ot", result.config)
+    probe = align_bank(bundle.image_embeddings, texts, Transport(), result.config)
     plan_images, plan_mass = heaviest_images(probe, len(selection), n)
     return SearchResult(query, ranked, cosine[ranked], plan_images, plan_mass, bank)

@@ -3,15 +3,13 @@ extraction is never seen half-done."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import re
 from pathlib import Path, PurePosixPath
 from zipfile import BadZipFile, ZipFile
 
 from ..errors import CaeError
-from ..files import atomic_folder
+from ..files import atomic_folder, file_sha256
 
 DEFAULT_MAX_ARCHIVE_BYTES = 4 * 2**30
 DEFAULT_MAX_ARCHIVE_FILES = 200_000
@@ -93,11 +91,7 @@ def content_root(folder: Path) -> Path:
 
 def file_digest(path: Path) -> str:
     """First 16 hex digits of the file's SHA-256: the same archive content reuses one extraction."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(functools.partial(stream.read, 2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _env_int(name: str, default: int) -> int:

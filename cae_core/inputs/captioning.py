@@ -19,7 +19,17 @@ from .sources import ImageLoadError, ImageSource, SkippedFile
 
 CAPTIONING_MODELS = ("coca_ViT-B-32", "coca_ViT-L-14")  # open_clip's CoCa architectures with published weights
 DEFAULT_CAPTIONER = ("coca_ViT-B-32", "mscoco_finetuned_laion2b_s13b_b90k")  # CoCa fine-tuned to write captions
+CAPTION_TOKENS = (6, 77)  # CoCa's generate: longer than its 5-token minimum, within its 77-token context
 _SPECIAL_TOKENS = re.compile(r"<\s*(start|end)_of_text\s*>")
+
+
+def check_caption_options(batch_size: int, max_tokens: int) -> None:
+    """``CaeError`` naming a batch size or caption length that ``generate_captions`` cannot use."""
+    if batch_size < 1:
+        raise CaeError(f"--batch-size must be positive, got {batch_size}")
+    low, high = CAPTION_TOKENS
+    if not low <= max_tokens <= high:
+        raise CaeError(f"--max-tokens must be between {low} and {high} (CoCa's limits), got {max_tokens}")
 
 
 def generate_captions(clip: ClipModel, source: ImageSource, batch_size: int = 16, max_tokens: int = 30,
@@ -28,8 +38,10 @@ def generate_captions(clip: ClipModel, source: ImageSource, batch_size: int = 16
     import open_clip
     from open_clip import coca_model
 
+    check_caption_options(batch_size, max_tokens)
     if not hasattr(clip.model, "generate"):
-        raise CaeError(f"{clip.name} writes no captions; use a CoCa model ({', '.join(CAPTIONING_MODELS)})")
+        raise CaeError(f"{clip.model_name} is not a CoCa model and writes no captions; use a CoCa model "
+                       f"({', '.join(CAPTIONING_MODELS)})")
     if not coca_model._has_transformers:  # open_clip's own flag: its CoCa generation imports transformers
         raise CaeError("writing captions with open_clip's CoCa needs the transformers package (open_clip 3.3 "
                        "works with transformers<4.56): pip install 'transformers<4.56'; or write the "

@@ -161,9 +161,13 @@ def _read_lines(path: Path) -> list[str]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace") as file:
-            return [line.strip() for line in file if line.strip()]
+            lines = [line.strip() for line in file if line.strip()]
     except (OSError, EOFError) as error:
         raise CaeError(f"cannot read {path} ({error})") from None
+    # a stray byte in a text is replaced; a NUL byte means a binary file (an image, an archive) given by mistake
+    if any("\0" in line for line in lines):
+        raise CaeError(f"{path} is not a text file (it holds NUL bytes); give UTF-8 text, one entry per line")
+    return lines
 
 
 def read_noun_file(path: str | os.PathLike) -> NounBank:

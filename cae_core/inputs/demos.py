@@ -1,4 +1,5 @@
-"""Ready-made demos: every features bundle under ``<data_dir>/embeddings/`` and one planted (synthetic) set.
+"""Ready-made demos: every features bundle under ``<data_dir>/embeddings/``, those fetched from their public
+sources into ``<cache>/demos/`` (``demo_sources.py``) and one planted (synthetic) set.
 
 A demo is found without reading its embeddings (shapes come from the ``.npy`` headers inside the
 ``.npz``), so the home page can list large bundles at no cost.
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import data_dir as default_data_dir
-from ..errors import CaeError
-from .bundle import FeaturesBundle, image_root_of, load_bundle
+from ..errors import CaeError, quoted
+from . import demo_sources
+from .bundle import FeaturesBundle, image_root_of, load_bundle, model_name
 from .synthetic import planted_bundle
 
 PLANTED = "planted"
@@ -42,9 +44,18 @@ class Demo:
     description: str
 
 
+# the planted demo's recipe: its listing reads these, and only opening it builds the bundle
+_PLANTED_RECIPE = dict(n_images=600, n_classes=6, dim=128, n_nouns=240, n_captions=360, noise=0.8, seed=0)
+_PLANTED_MODEL = "planted (synthetic, CLIP-like geometry)"
+_PLANTED_DEMO = Demo(PLANTED, None, _PLANTED_MODEL, _PLANTED_RECIPE["n_images"], _PLANTED_RECIPE["n_classes"],
+                     _PLANTED_RECIPE["n_nouns"], _PLANTED_RECIPE["n_captions"], False, True,
+                     f"planted embeddings of {_PLANTED_RECIPE['n_classes']} classes with CLIP's geometry; texts are "
+                     "named 'noun 3-17' (synthetic: the words mean nothing)")
+
+
 def _planted_demo_bundle() -> FeaturesBundle:
-    bundle = planted_bundle(n_images=600, n_classes=6, dim=128, n_nouns=240, n_captions=360, noise=0.8, seed=0)
-    bundle.metadata.update(model="planted (synthetic, CLIP-like geometry)", image_source=PLANTED)
+    bundle = planted_bundle(**_PLANTED_RECIPE)
+    bundle.metadata.update(model=_PLANTED_MODEL, image_source=PLANTED)
     return bundle
 
 
@@ -74,7 +85,7 @@ def _describe(path: Path) -> Demo | None:
     if not {"image_embeddings", "noun_embeddings", "caption_embeddings"} <= shapes.keys():
         return None
     root = image_root_of(metadata, path)
-    return Demo(name=path.stem, path=path, model=f"{metadata.get('model', 'unknown')} "
+    return Demo(name=path.stem, path=path, model=f"{model_name(metadata)} "
                 f"({metadata.get('pretrained') or 'weights unknown'})", n_images=shapes["image_embeddings"][0],
                 n_classes=shapes.get("class_names", (0,))[0], n_nouns=shapes["noun_embeddings"][0],
                 n_captions=shapes["caption_embeddings"][0], has_pictures=root is not None and root.is_dir(),
@@ -85,28 +96,44 @@ def _describe(path: Path) -> Demo | None:
 
 
 def find_demos(data_dir: Path | None = None) -> list[Demo]:
-    """Every features bundle under ``<data_dir>/embeddings/`` (``*.npz``, one folder deep), the default
-    first, then the planted demo. Files that are not bundles are passed over."""
+    """Every features bundle under ``<data_dir>/embeddings/`` (``*.npz``, one folder deep), then those fetched
+    (a name found in both is read from ``data_dir``), the default first, then the planted demo. Files that
+    are not bundles are passed over."""
     folder = Path(data_dir if data_dir is not None else default_data_dir()) / "embeddings"
     paths = sorted(folder.glob("*.npz")) + sorted(folder.glob("*/*.npz")) if folder.is_dir() else []
-    demos = [demo for demo in map(_describe, paths) if demo is not None]
-    demos.sort(key=lambda demo: demo.name != DEFAULT_DEMO)
-    bundle = _planted_demo_bundle()
-    demos.append(Demo(PLANTED, None, bundle.metadata["model"], bundle.n_images, len(bundle.class_names),
-                      len(bundle.nouns), len(bundle.captions), False, True,
-                      "planted embeddings of 6 classes with CLIP's geometry; texts are named 'noun 3-17' "
-                      "(synthetic: the words mean nothing)"))
-    return demos
+    paths += sorted(demo_sources.fetched_dir().glob("*/*.npz"))
+    found = {}
+    for demo in map(_describe, paths):
+        if demo is not None:
+            found.setdefault(demo.name, demo)
+    demos = sorted(found.values(), key=lambda demo: demo.name != DEFAULT_DEMO)
+    return demos + [_PLANTED_DEMO]
+
+
+def default_demo(data_dir: Path | None = None) -> str:
+    """The demo opened when none is named: ``DEFAULT_DEMO`` where its bundle is present, else the planted one."""
+    return DEFAULT_DEMO if any(demo.name == DEFAULT_DEMO for demo in find_demos(data_dir)) else PLANTED
+
+
+def fetchable_demos(present: list[Demo]) -> list[demo_sources.DemoSource]:
+    """The demos that can be built from their public sources and are not among ``present``."""
+    names = {demo.name for demo in present}
+    return [source for name, source in demo_sources.DEMO_SOURCES.items() if name not in names]
 
 
 def load_demo(name: str, data_dir: Path | None = None) -> tuple[FeaturesBundle, Path | None, Demo]:
     """(bundle, folder of its pictures or None, its description) for the demo called ``name``."""
     demos = {demo.name: demo for demo in find_demos(data_dir)}
     if name not in demos:
-        raise CaeError(f"no demo called {name!r}; found: {', '.join(demos)}")
+        fetch = f" (it can be fetched: Fetch on Home, or python -m cae_core demo --fetch {name})" \
+            if name in demo_sources.DEMO_SOURCES else ""
+        raise CaeError(f"no demo called {quoted(name)}{fetch}; found: {', '.join(demos)}")
     demo = demos[name]
     if demo.path is None:
         return _planted_demo_bundle(), None, demo
-    bundle = load_bundle(demo.path)
+    try:
+        bundle = load_bundle(demo.path)
+    except CaeError as error:
+        raise CaeError(f"the demo {name!r} ({demo.path}) cannot be opened: {error}") from error
     root = image_root_of(bundle.metadata, demo.path)
     return bundle, root if demo.has_pictures else None, demo

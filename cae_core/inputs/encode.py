@@ -20,6 +20,11 @@ from .sources import SkippedFile, open_image_source
 RANDOM_WEIGHTS = "random"  # the --pretrained value for an untrained model
 
 
+def pretrained_option(value: str) -> str | None:
+    """``--pretrained`` as ``load_clip`` takes it: None for random weights, else the tag or file."""
+    return None if value == RANDOM_WEIGHTS else value
+
+
 @dataclass
 class EncodeReport:
     """What ``encode_dataset`` did: counts, files skipped and why, seconds per stage."""

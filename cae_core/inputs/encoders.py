@@ -7,6 +7,7 @@ longest real sequence gives the same features for a fraction of the work (``enco
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .bundle import has_random_weights
 from .cache import ChunkedStore, file_fingerprint, texts_digest
 from ..device import resolve_device
 from .distributed import Shard
@@ -31,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # prompts per cache chunk: an interruption loses at most this much work
-_TEXT_CHUNK_PROMPTS = 8192
-_IMAGE_CHUNK_ROWS = 1024
+TEXT_CHUNK_PROMPTS = 8192
+IMAGE_CHUNK_ROWS = 1024
 
 
 @dataclass
@@ -91,15 +93,69 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str | None = "openai", d
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name, pretrained=pretrained, device=torch_device, precision=precision)
     except Exception as error:  # open_clip wraps download and loading failures in assorted types
-        if fingerprint and fingerprint.startswith("tag:"):
-            raise CaeError(f"cannot download the {pretrained!r} weights of {model_name} (no internet?); download "
-                           "the checkpoint where there is internet and pass --pretrained "
-                           "/path/to/checkpoint.pt") from None
-        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise CaeError(f"the checkpoint {pretrained} does not load into {model_name}: {first_line}") from None
+        raise CaeError(_load_failure(error, model_name, pretrained, torch_device,
+                                     bool(fingerprint and fingerprint.startswith("tag:")))) from error
     model.eval()
     return ClipModel(model, preprocess, open_clip.get_tokenizer(model_name), torch_device, model_name,
                      pretrained, fingerprint)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and the exceptions it was raised from or during (open_clip and the hub wrap them)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _network_failure(error: BaseException) -> BaseException | None:
+    """The cause of ``error`` that is a failure to reach the hub or the download site (no connection, offline
+    mode, a timeout), or None."""
+    import urllib.error
+
+    network_types = (urllib.error.URLError, ConnectionError, TimeoutError)
+    try:
+        import requests
+
+        network_types += (requests.ConnectionError, requests.Timeout)
+    except ImportError:
+        pass
+    try:
+        from huggingface_hub import errors as hub_errors
+
+        network_types += (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)
+    except (ImportError, AttributeError):
+        pass
+    return next((cause for cause in _causes(error) if isinstance(cause, network_types)), None)
+
+
+def _load_failure(error: Exception, model_name: str, pretrained: str, device: torch.device, tag: bool) -> str:
+    """The one-line reason a pretrained tag or a checkpoint file did not load, with the real cause named:
+    the network, the GPU, the disk or a corrupt or mismatched file each ask for something different."""
+    what = f"the {pretrained!r} weights of {model_name}" if tag else f"the checkpoint {pretrained}"
+    cause = _first_line(error)
+    network = _network_failure(error) if tag else None
+    if network is not None:
+        return (f"cannot download {what}: the network failed ({_first_line(network)}); download the checkpoint "
+                "where there is internet and pass --pretrained /path/to/checkpoint.pt")
+    if any(isinstance(e, torch.OutOfMemoryError) for e in _causes(error)) or \
+            (device.type == "cuda" and "CUDA" in str(error)):
+        return f"{what} did not load on {device} ({cause}); free the GPU or rerun with --device cpu"
+    disk = next((e for e in _causes(error) if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT,
+                                                                                     errno.EACCES, errno.EROFS)), None)
+    if disk is not None:
+        return (f"cannot store {what} ({cause}); free disk space or make {disk.filename or 'the download folder'} "
+                "writable (HF_HOME sets the hub's cache)")
+    if tag:
+        return (f"{what} were fetched but did not load ({cause}); the downloaded file may be corrupt: delete it "
+                "from the hub's cache (HF_HOME) and retry, or pass --pretrained /path/to/checkpoint.pt")
+    return f"{what} does not load into {model_name}: {cause}"
 
 
 # ---------------------------------------------------------------- running a batch
@@ -224,7 +280,7 @@ def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256, t
     position = np.empty_like(order)
     position[order] = np.arange(len(order))
     templates = list(templates) if templates else None
-    chunk_rows = chunk_rows or max(1, _TEXT_CHUNK_PROMPTS // len(templates or [None]))
+    chunk_rows = chunk_rows or max(1, TEXT_CHUNK_PROMPTS // len(templates or [None]))
 
     def batches(rows: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
         return _text_batches(clip, words[rows], templates, batch_size, trim, progress, stage)
@@ -308,7 +364,7 @@ def encode_images(clip: ClipModel, image_source: ImageSource, batch_size: int = 
         files = hashlib.sha256(json.dumps([file_fingerprint(path) if path.exists() else [str(path)]
                                            for path in paths]).encode()).hexdigest()
         store = ChunkedStore({"kind": "images", **clip.cache_parts(), "preprocess": repr(clip.preprocess),
-                              "files": files}, len(paths), chunk_rows or _IMAGE_CHUNK_ROWS, namespace="embeddings",
+                              "files": files}, len(paths), chunk_rows or IMAGE_CHUNK_ROWS, namespace="embeddings",
                              description=f"images: {len(paths)} of {image_source.name}, {clip.model_name}")
         arrays = _fill_and_read(store, batches, "images", "images", shard)
     else:
@@ -331,10 +387,9 @@ def text_model_of(metadata: dict) -> tuple[str, str | None]:
     model = metadata.get("model")
     if not model or not isinstance(model, str):
         raise CaeError("the bundle's metadata names no CLIP model (it was not made by `cae encode`)")
-    pretrained = metadata.get("pretrained")
-    if pretrained in (None, "", "random", "none", "None"):
+    if has_random_weights(metadata):
         return model, None
-    pretrained = str(pretrained)
+    pretrained = str(metadata["pretrained"])
     # the fingerprint keeps the checkpoint's absolute path; "pretrained" is the path as it was typed
     fingerprint = str(metadata.get("checkpoint") or "")
     if fingerprint.startswith("file:") and not Path(pretrained).expanduser().is_file():

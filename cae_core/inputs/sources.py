@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import config
+from ..arrays import round_robin
 from ..errors import CaeError
 from .archives import content_root, file_digest, is_clutter, safe_extract_zip, safe_name
 from .cache import cache_dir
@@ -285,15 +286,8 @@ def _limited(source: ImageSource, limit: int | None) -> ImageSource:
     """At most ``limit`` records: a seeded round-robin over classes, so every class is represented."""
     if limit is None or limit >= len(source.records):
         return source
-    rng = np.random.default_rng(_LIMIT_SEED)
     labels = np.array([record.label for record in source.records])
-    # Rank each record within its class in a seeded order; taking the lowest ranks first is a round-robin.
-    rank = np.empty(len(labels), dtype=np.int64)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        rank[rng.permutation(members)] = np.arange(len(members))
-    order = np.lexsort((rng.random(len(labels)), rank))
-    kept = np.sort(order[:limit])
+    kept = np.sort(round_robin(labels, limit, np.random.default_rng(_LIMIT_SEED)))
     return replace(source, records=[source.records[index] for index in kept])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -68,7 +68,9 @@ class Alignment:
     ``top_similarity`` (N, k) cosine; ``text_usage`` (S,) share of all images' mass each text
     received (sums to one); ``kind`` is ``"ot"`` or ``"softmax"``; ``n_iter`` and
     ``marginal_error`` describe Sinkhorn's convergence (0 for softmax); ``converged`` is False when
-    the solver stopped at its iteration cap (a ``SinkhornConvergenceWarning`` was issued).
+    the solver stopped at its iteration cap (a ``SinkhornConvergenceWarning`` was issued). Every row
+    is softmax_j(s_ij / ``temperature`` + ``column_potential``_j) (no potential for softmax), so a
+    row can be rebuilt without the (N, S) plan.
     """
 
     kind: str
@@ -80,6 +82,8 @@ class Alignment:
     n_iter: int = 0
     marginal_error: float = 0.0
     converged: bool = True
+    temperature: float = 1.0
+    column_potential: np.ndarray | None = None
 
 
 class SinkhornConvergenceWarning(UserWarning):
@@ -299,9 +303,10 @@ def ot_alignment(image_embeddings: np.ndarray, text_embeddings: np.ndarray, *, e
         kernel = _LogKernel(images, texts, epsilon, block)
         f, g, n_iter, error = _sinkhorn_potentials(kernel, tol, max_iter, progress)
         # a row of the plan divided by its sum: the share of image i's mass sent to each text
-        return _summarise("ot", images, texts,
-                          lambda rows, similarity: torch.softmax(similarity / epsilon + g, dim=1),
-                          block, top_k, True, n_iter, error, error < tol)
+        summary = _summarise("ot", images, texts,
+                             lambda rows, similarity: torch.softmax(similarity / epsilon + g, dim=1),
+                             block, top_k, True, n_iter, error, error < tol)
+        return replace(summary, temperature=epsilon, column_potential=g.cpu().numpy())
 
     return with_memory_fallback(compute, resolve_device(device), block_rows)
 
@@ -318,8 +323,8 @@ def softmax_alignment(image_embeddings: np.ndarray, text_embeddings: np.ndarray,
     def compute(dev: torch.device, block: int) -> Alignment:
         images = F.normalize(as_tensor(image_embeddings, dev), dim=1)
         texts = F.normalize(as_tensor(text_embeddings, dev), dim=1)
-        return _summarise("softmax", images, texts,
-                          lambda rows, similarity: torch.softmax(similarity / temperature, dim=1),
-                          block, top_k, weight_by_similarity)
+        return replace(_summarise("softmax", images, texts,
+                                  lambda rows, similarity: torch.softmax(similarity / temperature, dim=1),
+                                  block, top_k, weight_by_similarity), temperature=temperature)
 
     return with_memory_fallback(compute, resolve_device(device), block_rows)

@@ -13,6 +13,7 @@ exact convergence). Measurements in the README ("Cost at scale").
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +42,7 @@ LABEL_TOL = 1e-4
 # README). scikit-learn's MiniBatchKMeans seeds from 3k rows; every run on the real features here
 # has fewer than SEED_ROWS rows and so is seeded exactly as before.
 SEED_ROWS = 10_000
+MAX_SEED = 2 ** 63 - 1  # torch's generators take a 64-bit seed
 SEED_ROWS_PER_CENTRE = 4
 # Above SEED_ROWS rows (no run on the real features: the largest has 5,681) Lloyd's assignments are
 # bfloat16 products, 2.5x faster than float32's on this CPU (AVX512-BF16) and on GPUs; bfloat16 moves a
@@ -132,6 +134,8 @@ def spherical_kmeans(x: np.ndarray, n_clusters: int, *, n_init: int | Literal["a
         raise CaeError(f"k-means needs a non-empty 2-D array, got shape {x_array.shape}")
     if not 1 <= n_clusters <= x_array.shape[0]:
         raise CaeError(f"cannot make {n_clusters} clusters from {x_array.shape[0]} images")
+    if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED):
+        raise CaeError(f"the seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     dev = resolve_device(device)
     points = F.normalize(as_tensor(x_array, dev), dim=1)
     n_rows = points.shape[0]

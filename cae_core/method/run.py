@@ -10,13 +10,15 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
+from ..arrays import unit_rows
 from ..errors import CaeError
 from ..inputs.bundle import FeaturesBundle, load_bundle
 from ..progress import Progress, no_progress
 from .alignment import Alignment, ot_alignment, softmax_alignment
 from .clustering import spherical_kmeans
 from .fusion import Fusion, fuse
-from .methods import METHODS, AlignmentKind, CaeConfig, MethodSpec
+from .methods import DEFAULT_CLUSTERS, METHODS, AlignmentPart, CaeConfig, Fused, ImageOnly, MethodSpec, \
+    RelationRows, Softmax, Transport
 from .hierarchy import hierarchy_filter
 from .metrics import evaluate
 from .relation import relation_features
@@ -122,39 +124,60 @@ def semantic_space_for(bundle: FeaturesBundle, banks: tuple[Bank, ...], n_centre
     if config.space == "hierarchy" and Bank.NOUNS in banks:
         hierarchy = hierarchy_filter(source, bundle.noun_embeddings, bundle.noun_synsets, config.device)
     return build_semantic_space(bundle.image_embeddings, n_centres, {bank: bank_arrays(bundle, bank) for bank in banks},
-                                per_centre=config.texts_per_centre, n_init=config.n_init, seed=seed,
-                                device=config.device, noun_hierarchy=hierarchy,
+                                per_centre=config.texts_per_centre, rule=config.selection, n_init=config.n_init,
+                                seed=seed, device=config.device, noun_hierarchy=hierarchy,
                                 keep_all=(Bank.CAPTIONS,) if bundle.per_image_captions else (),
                                 space_images=None if config.space_from is None else source)
 
 
-def align_bank(image_embeddings: np.ndarray, text_embeddings: np.ndarray, kind: AlignmentKind, config: CaeConfig,
+def align_bank(image_embeddings: np.ndarray, text_embeddings: np.ndarray, part: AlignmentPart, config: CaeConfig,
                progress: Callable[[float], None] | None = None) -> Alignment:
-    """Align images (N, d) with texts (S, d), usually one bank's selection, as alignment ``kind`` does.
+    """Align images (N, d) with texts (S, d), usually one bank's selection, as the alignment ``part`` does.
 
-    ``"softmax"`` uses OT's temperature (the ablation compares the two at one temperature, as
-    Theorem 1 does); ``"tac"`` is TAC's retrieval at its own tau, without CAE's s_ij factor.
+    ``Softmax()`` uses OT's temperature (the ablation compares the two at one temperature, as
+    Theorem 1 does); ``Softmax("tac")`` is TAC's retrieval at its own tau, without CAE's s_ij factor.
     """
-    if kind == "ot":
+    if isinstance(part, Transport):
         return ot_alignment(image_embeddings, text_embeddings, epsilon=config.epsilon, tol=config.sinkhorn_tol,
                             max_iter=config.sinkhorn_max_iter, top_k=config.top_matches, device=config.device,
                             progress=progress)
-    temperature = config.epsilon if kind == "softmax" else config.retrieval_tau
-    return softmax_alignment(image_embeddings, text_embeddings, temperature=temperature,
-                             top_k=config.top_matches, device=config.device, weight_by_similarity=kind == "softmax")
+    if isinstance(part, Softmax):
+        own_temperature = part.temperature == "epsilon"
+        return softmax_alignment(image_embeddings, text_embeddings,
+                                 temperature=config.epsilon if own_temperature else config.retrieval_tau,
+                                 top_k=config.top_matches, device=config.device, weight_by_similarity=own_temperature)
+    raise CaeError(f"{type(part).__name__} does not align with a bank's selection")
 
 
-def fuse_for(spec: MethodSpec, config: CaeConfig, image_embeddings: np.ndarray,
-             aligned: dict[Bank, AlignedBank]) -> Fusion | None:
-    """The method's fusion of the image with its correspondences (None for image-only methods)."""
-    if spec.fusion in ("none", "relation"):
+def own_caption_view(bundle: FeaturesBundle) -> np.ndarray:
+    """(N, d) each image's own captions averaged and normalised (SAC's text view; zero without captions)."""
+    if not bundle.per_image_captions:
+        raise CaeError("this method needs per-image captions (encode --captions per-image FILE)")
+    index = {image_id: i for i, image_id in enumerate(bundle.image_ids)}
+    owner = np.array([index.get(image_id, -1) for image_id in bundle.caption_image_ids])
+    view = np.zeros_like(bundle.image_embeddings, dtype=np.float32)
+    np.add.at(view, owner[owner >= 0], bundle.caption_embeddings[owner >= 0])
+    return unit_rows(view)
+
+
+def text_views(spec: MethodSpec, bundle: FeaturesBundle, aligned: dict[Bank, AlignedBank]) -> dict[str, np.ndarray]:
+    """The text views the method fuses with the image (modality -> (N, d)): each aligned bank's
+    correspondences, or SAC's own-caption view."""
+    if spec.needs_own_captions:
+        return {"caption": own_caption_view(bundle)}
+    return {bank.modality: part.alignment.correspondence for bank, part in aligned.items()}
+
+
+def fuse_for(spec: MethodSpec, config: CaeConfig, image_embeddings: np.ndarray, views: dict[str, np.ndarray],
+             seed: int) -> Fusion | None:
+    """The method's fusion of the image with its text ``views`` (modality -> (N, d)); None when it has none."""
+    part = spec.representation
+    if not isinstance(part, Fused):
         return None
-    modalities = {"image": image_embeddings}
-    modalities.update({bank.modality: part.alignment.correspondence for bank, part in aligned.items()})
-    if spec.fusion == "tac":
-        return fuse(modalities, "equal", combine="concat", centre=False)
-    weighting = config.fusion if spec.fusion == "adaptive" else "equal"
-    return fuse(modalities, weighting, gamma=config.gamma, combine=config.combine, centre=config.fusion == "adaptive")
+    modalities = ({"image": image_embeddings} if part.image else {}) | views
+    return fuse(modalities, part.weighting or config.fusion, gamma=config.gamma,
+                combine=part.combine or config.combine, centre=config.centre if part.centre is None else part.centre,
+                neighbours=config.neighbours, seed=seed, device=config.device)
 
 
 class _Stages:
@@ -185,8 +208,15 @@ def _spec(method: str) -> MethodSpec:
     return METHODS[method]
 
 
+def available_methods(bundle: FeaturesBundle) -> tuple[str, ...]:
+    """The methods that can run on ``bundle`` (SAC's needs per-image captions)."""
+    return tuple(name for name, spec in METHODS.items() if bundle.per_image_captions or not spec.needs_own_captions)
+
+
 def _check_request(bundle: FeaturesBundle, method: str, n_clusters: int) -> MethodSpec:
     spec = _spec(method)
+    if spec.needs_own_captions and not bundle.per_image_captions:
+        raise CaeError(f"{method} needs per-image captions (encode --captions per-image FILE); this bundle has none")
     if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
         raise CaeError(f"the number of clusters must be a positive integer, got {n_clusters!r}")
     if n_clusters > bundle.n_images:
@@ -216,7 +246,7 @@ def _represent(bundle: FeaturesBundle, spec: MethodSpec, n_centres: int, config:
         space, seconds["semantic_space"] = stages.shared(
             ("space", n_centres), "semantic space",
             lambda: semantic_space_for(bundle, tuple(Bank), n_centres, config, seed))
-    for bank in spec.banks if spec.fusion != "relation" else ():
+    for bank in spec.aligned_banks if not spec.needs_own_captions else ():
         stage = f"{bank.modality} alignment"
         selection = space.selections[bank]
         alignment, seconds[f"{bank.modality}_alignment"] = stages.shared(
@@ -225,13 +255,16 @@ def _represent(bundle: FeaturesBundle, spec: MethodSpec, n_centres: int, config:
                                lambda fraction: stages.progress(stage, fraction, "Sinkhorn")))
         aligned[bank] = AlignedBank(bank, selection, alignment)
 
-    if spec.fusion == "relation":
-        fusion = None
+    fusion = None
+    if isinstance(spec.representation, RelationRows):
         features, seconds["relation"] = stages.timed("relation", lambda: relation_features(
             x, space.selections[spec.banks[0]].embeddings, config.device))
+    elif isinstance(spec.representation, ImageOnly):
+        features = x
     else:
-        fusion, seconds["fusion"] = stages.timed("fusion", lambda: fuse_for(spec, config, x, aligned))
-        features = x if fusion is None else fusion.features
+        fusion, seconds["fusion"] = stages.timed("fusion", lambda: fuse_for(
+            spec, config, x, text_views(spec, bundle, aligned), seed))
+        features = fusion.features
     return Representation(features, space, aligned, fusion, seconds)
 
 
@@ -267,17 +300,19 @@ def represent(bundle: FeaturesBundle, method: str = "cae", n_centres: int | None
     return _represent(bundle, spec, int(n_centres or 0), config, seed, _Stages(progress))
 
 
-def run_method(bundle: FeaturesBundle, method: str = "cae", n_clusters: int = 10, *,
+def run_method(bundle: FeaturesBundle, method: str = "cae", n_clusters: int = DEFAULT_CLUSTERS, *,
                config: CaeConfig | None = None, seed: int = 0, progress: Progress | None = None) -> ClusteringResult:
     """Run one method on ``bundle`` and return every intermediate. Same inputs and seed → same result."""
     spec = _check_request(bundle, method, n_clusters)
     return _run(bundle, spec, n_clusters, config or CaeConfig(), seed, _Stages(progress))
 
 
-def run_methods(bundle: FeaturesBundle, methods: list[str] | tuple[str, ...] = tuple(METHODS),
-                n_clusters: int = 10, *, config: CaeConfig | None = None, seed: int = 0,
+def run_methods(bundle: FeaturesBundle, methods: list[str] | tuple[str, ...] | None = None,
+                n_clusters: int = DEFAULT_CLUSTERS, *, config: CaeConfig | None = None, seed: int = 0,
                 progress: Progress | None = None) -> dict[str, ClusteringResult]:
-    """Run several methods on the same bundle, computing shared stages (semantic space, alignments) once."""
+    """Run several methods (every one available for the bundle by default) on the same bundle, computing
+    shared stages (semantic space, alignments) once."""
+    methods = available_methods(bundle) if methods is None else methods
     specs = [_check_request(bundle, method, n_clusters) for method in methods]
     stages = _Stages(progress)
     return {spec.name: _run(bundle, spec, n_clusters, config or CaeConfig(), seed, stages) for spec in specs}

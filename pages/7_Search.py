@@ -5,10 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from cae_core import Bank
+from cae_core.inputs import has_random_weights, model_name
 from explorer import views
 from explorer.widgets import escape_markdown, image_caption, image_grid, page_header, require_run, user_errors
 
 N_RESULTS = 24
+MAX_PHRASE = 300  # CLIP reads 77 tokens of it at most; a link's phrase beyond this is cut
 MODEL, BANKS = "the bundle's CLIP text tower", "the bundle's own bank rows"
 
 ws = page_header("Search", "Type a word or a phrase: images ranked by cosine to it, beside the images the "
@@ -17,11 +19,15 @@ ws = page_header("Search", "Type a word or a phrase: images ranked by cosine to 
 result = require_run(ws)
 bundle = ws.bundle
 
-model = bundle.metadata.get("model", "unknown model")
-weights = bundle.metadata.get("pretrained") or "random weights"
+model = model_name(bundle.metadata)
+weights = ("random weights" if has_random_weights(bundle.metadata)
+           else bundle.metadata.get("pretrained") or "unknown weights")
 phrase_column, bank_column, encoder_column = st.columns([3, 1, 2])
-phrase = phrase_column.text_input("Phrase", value=st.query_params.get("q", ""), placeholder="e.g. crane, airliner",
-                                  key="search-phrase")
+linked = st.query_params.get("q", "")
+if len(linked) > MAX_PHRASE:
+    st.warning(f"The link's phrase is {len(linked):,} characters long; only its first {MAX_PHRASE} are used.")
+phrase = phrase_column.text_input("Phrase", value=linked[:MAX_PHRASE], max_chars=MAX_PHRASE,
+                                  placeholder="e.g. crane, airliner", key="search-phrase")
 bank = Bank(bank_column.radio("Compete with the selected", [bank.value for bank in result.aligned] or ["nouns"],
                               key="search-bank",
                               help="The plan's view adds the phrase to this bank's selected texts and aligns them "

@@ -9,13 +9,17 @@ import plotly.express as px
 import streamlit as st
 
 from cae_core import Bank
-from cae_core.method import SPACE_CHOICES
+from cae_core.method import CENTRES_PER_IMAGE, CONCEPT_DEPTH, MIN_SUPPORT, NEAREST_NOUNS, \
+    SMALL_SET_CENTRES_PER_CLUSTER, SPACE_CHOICES, TEXTS_PER_CENTRE
 
 from explorer import views
 from explorer.widgets import escape_markdown, image_grid, image_grid_for, page_header, require_bundle, run_all, \
     user_errors
 
-ws = page_header("Semantic space", "k-means on the image embeddings gives n centres (CAE: n = N/300); every "
+PER_CENTRE_IMAGES = round(1 / CENTRES_PER_IMAGE)  # CAE's n = N/300
+
+ws = page_header("Semantic space", "k-means on the image embeddings gives n centres "
+                                   f"(CAE: n = N/{PER_CENTRE_IMAGES}); every "
                                    "noun and caption goes to the centre it is most confident about, and each "
                                    "centre keeps its top K. The union of the kept texts is the semantic space.")
 bundle = require_bundle(ws)
@@ -23,10 +27,12 @@ run_centres, run_per_centre, run_space = views.space_settings(ws)
 
 left, right, kind_column, note = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
 n_centres = int(left.number_input("Centres n", 1, bundle.n_images, run_centres,
-                                  help=f"The default is N/300 (CAE), or 3K where N/300 < K (TAC's code): "
+                                  help=f"The default is N/{PER_CENTRE_IMAGES} (CAE), or "
+                                       f"{SMALL_SET_CENTRES_PER_CLUSTER}K where "
+                                       f"N/{PER_CENTRE_IMAGES} < K (TAC's code): "
                                        f"{run_centres} for these images."))
 per_centre = int(right.number_input("Texts per centre (top K)", 1, 1000, run_per_centre,
-                                    help="TAC's public code keeps 5; CAE says top-K without a value."))
+                                    help=f"TAC's public code keeps {TEXTS_PER_CENTRE}; CAE says top-K without a value."))
 space_kind = kind_column.selectbox("Space", SPACE_CHOICES, index=SPACE_CHOICES.index(run_space),
                                    help="tac: every noun may be selected (TAC, CAE). hierarchy: MCA's hierarchy-"
                                         "aware filter first removes too general nouns and nouns far from the "
@@ -92,8 +98,9 @@ with user_errors():
         concepts = ", ".join(f"{escape_markdown(name.split('.')[0])} ({share:.0%})"
                              for name, share in list(space.hierarchy.concepts.items())[:12])
         st.markdown(f"{len(removed):,} of {len(bundle.nouns):,} nouns were removed before selection. The images' "
-                    f"concepts (WordNet ancestors, 6 steps below *entity*, of each image's 5 nearest nouns, kept "
-                    f"when at least 1% of the images name them): {concepts}.")
+                    f"concepts (WordNet ancestors, {CONCEPT_DEPTH} steps below *entity*, of each image's "
+                    f"{NEAREST_NOUNS} nearest nouns, kept when at least {MIN_SUPPORT:.0%} of the images name them): "
+                    f"{concepts}.")
         st.dataframe(removed["reason"].value_counts().rename_axis("reason").reset_index(name="nouns"),
                      hide_index=True)
         st.dataframe(removed, hide_index=True)

@@ -7,7 +7,8 @@ import plotly.express as px
 import streamlit as st
 
 from cae_core import METHODS, analysis
-from cae_core.method import CLUSTER_COUNT_CRITERIA
+from cae_core.method import IMAGE_BASELINE
+from cae_core.method import CLUSTER_COUNT_CRITERIA, DEFAULT_RANGE, GRAPH_NEIGHBOURS, MAX_ROWS
 from cae_core.analysis import comparison_table, run_files
 from explorer import views
 from explorer.widgets import MAIN_METHOD, escape_markdown, image_caption, image_grid, image_grid_for, page_header, \
@@ -56,7 +57,7 @@ if bundle.has_labels:
 st.subheader("Cluster quality without labels")
 st.caption("Per cluster, on the features this method clustered: the mean cosine **silhouette** (how much closer "
            "its members are to each other than to the next cluster, −1 to 1) and **cohesion** (mean cosine of the "
-           "members to their centroid). Above 5,000 images the silhouette is computed on a seeded sample.")
+           f"members to their centroid). Above {MAX_ROWS:,} images the silhouette is computed on a seeded sample.")
 quality = views.cluster_quality(ws, method)
 st.dataframe(quality, hide_index=True, column_config={
     "silhouette": st.column_config.ProgressColumn("silhouette", format="%.3f", min_value=-1.0, max_value=1.0),
@@ -64,12 +65,12 @@ st.dataframe(quality, hide_index=True, column_config={
 
 with st.expander("How many clusters? Estimate K from the fused features", expanded=not bundle.has_labels):
     st.caption("Training-free methods take K as given. This scores every K in a range on the features the method "
-               "clusters: **eigengap** (largest gap in the spectrum of a 10-nearest-neighbour graph's Laplacian) or "
-               "**silhouette** (of spherical k-means at each K). The semantic space is sized for the top of the "
-               "range. `python -m cae_core cluster --clusters auto` does the same.")
+               f"clusters: **eigengap** (largest gap in the spectrum of a {GRAPH_NEIGHBOURS}-nearest-neighbour "
+               "graph's Laplacian) or **silhouette** (of spherical k-means at each K). The semantic space is sized "
+               "for the top of the range. `python -m cae_core cluster --clusters auto` does the same.")
     low_column, high_column, criterion_column, button_column = st.columns(4, vertical_alignment="bottom")
-    top = max(2, min(30, bundle.n_images - 1))
-    low = int(low_column.number_input("Smallest K", 2, top, 2, key="k-low"))
+    top = max(DEFAULT_RANGE[0], min(DEFAULT_RANGE[1], bundle.n_images - 1))
+    low = int(low_column.number_input("Smallest K", DEFAULT_RANGE[0], top, DEFAULT_RANGE[0], key="k-low"))
     high = int(high_column.number_input("Largest K", low, max(low, bundle.n_images - 1), max(low, top), key="k-high"))
     criterion = criterion_column.selectbox("Criterion", CLUSTER_COUNT_CRITERIA, key="k-criterion")
     key = (method, (low, high), criterion)
@@ -105,23 +106,26 @@ image_grid_for(ws, (result.assignments == cluster).nonzero()[0][:GALLERY_SIZE])
 
 # --- two methods compared image by image --------------------------------------------------------
 st.subheader("Images that change cluster between two methods")
-left, right = st.columns(2)
-method_a = left.selectbox("First method", list(ws.results), index=list(ws.results).index(MAIN_METHOD), key="change-a")
-others = [name for name in ws.results if name != method_a]
-method_b = right.selectbox("Second method", others,
-                           index=others.index("clip-kmeans") if "clip-kmeans" in others else 0, key="change-b")
-result_a, result_b = ws.results[method_a], ws.results[method_b]
-changed = views.changed_images(ws, method_a, method_b)
-st.metric("Images in another cluster", f"{len(changed):,} of {bundle.n_images:,}",
-          help="After matching the second method's cluster ids to the first's (Hungarian matching on the "
-               "images they share), so a mere renumbering changes nothing.")
-if len(changed):
-    mapped = analysis.aligned_assignments(result_a.assignments, result_b.assignments)
-    shown = changed[:CHANGED_EXAMPLES]
-    image_grid([ws.image_path(int(i)) for i in shown],
-               [f"{image_caption(ws, int(i))} · {result_a.assignments[i]} → {mapped[i]}" for i in shown])
-    st.caption(f"Examples: first method's cluster → second method's (in the first method's numbering; "
-               f"-1: a {method_b} cluster with no partner).")
+if len(ws.results) < 2:
+    st.caption("This run has one method: nothing to compare here (the Runs page compares stored runs).")
+else:
+    left, right = st.columns(2)
+    method_a = left.selectbox("First method", list(ws.results), index=list(ws.results).index(MAIN_METHOD), key="change-a")
+    others = [name for name in ws.results if name != method_a]
+    method_b = right.selectbox("Second method", others,
+                               index=others.index(IMAGE_BASELINE) if IMAGE_BASELINE in others else 0, key="change-b")
+    result_a, result_b = ws.results[method_a], ws.results[method_b]
+    changed = views.changed_images(ws, method_a, method_b)
+    st.metric("Images in another cluster", f"{len(changed):,} of {bundle.n_images:,}",
+              help="After matching the second method's cluster ids to the first's (Hungarian matching on the "
+                   "images they share), so a mere renumbering changes nothing.")
+    if len(changed):
+        mapped = analysis.aligned_assignments(result_a.assignments, result_b.assignments)
+        shown = changed[:CHANGED_EXAMPLES]
+        image_grid([ws.image_path(int(i)) for i in shown],
+                   [f"{image_caption(ws, int(i))} · {result_a.assignments[i]} → {mapped[i]}" for i in shown])
+        st.caption(f"Examples: first method's cluster → second method's (in the first method's numbering; "
+                   f"-1: a {method_b} cluster with no partner).")
 
 # --- downloads ----------------------------------------------------------------------------------
 st.subheader("Downloads")

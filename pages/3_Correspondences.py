@@ -7,7 +7,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from cae_core.analysis import images_matching_noun
+from cae_core.analysis import TOP_NOUNS, images_matching_noun
 from explorer import views
 from explorer.widgets import BROWSE_KEY, MAP_SELECTION, escape_markdown, image_caption, image_grid, page_header, \
     require_run, thumbnail, user_errors
@@ -40,7 +40,7 @@ elif mode == "by noun":
     nouns = sorted(set(result.semantic_space.nouns.texts.tolist()))
     noun = st.selectbox("Noun (type to search the selected nouns)", nouns)
     candidates = images_matching_noun(result, noun)
-    st.caption(f"Images with “{escape_markdown(noun)}” among their 3 heaviest OT-matched nouns, "
+    st.caption(f"Images with “{escape_markdown(noun)}” among their {TOP_NOUNS} heaviest OT-matched nouns, "
                "heaviest match first.")
 else:
     if mode == "by class":
@@ -103,6 +103,16 @@ with user_errors():
                                    "for contrast")
             softmax_column.dataframe(views.matches(contrast, selection, image), hide_index=True,
                                      column_config=column_config)
+        st.markdown("**How concentrated these rows are**")
+        with user_errors():  # a run too large to recompute the plan still shows the rest of the page
+            concentration = views.concentration_table(ws, result, image)
+            st.dataframe(concentration, hide_index=True, column_config={
+                name: st.column_config.NumberColumn(format="%.1f" if name == "effective texts" else "%.3f")
+                for name in concentration.columns[3:]})
+        st.caption("Effective texts = exp(entropy of the image's row): 1 when all its mass goes to one text, the "
+                   "number in brackets when it is spread evenly over every selected text. A row that says what "
+                   "the image shows puts most of its mass on a few texts: high top-1 and top-10 shares, few "
+                   "effective texts.")
         if bundle.per_image_captions:
             st.markdown("**This image's own captions** (per-image captions, as SAC writes them)")
             own = views.own_captions(ws, result, image)

@@ -16,7 +16,8 @@ import streamlit as st
 from cae_core import Bank
 from cae_core.analysis import representations
 from explorer import views
-from explorer.widgets import BROWSE_KEY, CORRESPONDENCES_PAGE, MAP_SELECTION, SELECTION_MODE, image_grid_for, \
+from explorer.navigation import CORRESPONDENCES_PAGE
+from explorer.widgets import BROWSE_KEY, MAP_SELECTION, SELECTION_MODE, image_grid_for, \
     page_header, require_run, user_errors
 
 GALLERY_SIZE = 48

@@ -23,6 +23,7 @@ GROUP_IMAGES = 16
 GROUPS_SHOWN = 8
 MENTIONS_SHOWN = 200
 SEPARATION_SAMPLE = 1000  # pairwise cosines are O(n²): the heaviest-matched images stand for the rest
+MAX_WORD = 64  # longer than any WordNet lemma; a link's word beyond it is cut
 
 
 @st.cache_data(show_spinner="Reading WordNet…")
@@ -51,19 +52,23 @@ ws = page_header("Polysemy", "One noun, several meanings: WordNet's senses of a 
 
 # the URL names the word on arrival; afterwards the box does, and the URL follows it
 if WORD_KEY not in st.session_state:
-    st.session_state[WORD_KEY] = st.query_params.get("word", PRESETS[0])
+    linked = st.query_params.get("word", PRESETS[0])
+    if len(linked) > MAX_WORD:
+        st.warning(f"The link's word is {len(linked):,} characters long; only its first {MAX_WORD} are used.")
+    st.session_state[WORD_KEY] = linked[:MAX_WORD]
 box, *buttons = st.columns([3] + [1] * len(PRESETS), vertical_alignment="bottom")
 for column, preset in zip(buttons, PRESETS):
     column.button(preset, on_click=choose, args=(preset,), key=f"preset-{preset}", width="stretch")
-word = box.text_input("Word (a WordNet noun)", key=WORD_KEY).strip()
+word = box.text_input("Word (a WordNet noun)", key=WORD_KEY, max_chars=MAX_WORD).strip()
 if st.query_params.get("word") != word:
     st.query_params["word"] = word
 if not word:
     st.info("Type a noun, or pick one of the examples.")
     st.stop()
+shown = escape_markdown(word)  # the word comes from the URL: shown literally, never as markdown or HTML
 
 # --- WordNet ------------------------------------------------------------------------------------
-st.subheader(f"WordNet senses of “{word}”")
+st.subheader(f"WordNet senses of “{shown}”")
 senses = pd.DataFrame(columns=["synset", "lemmas", "gloss"])  # stays empty if WordNet cannot be read
 with user_errors():
     senses = senses_table(word)
@@ -79,22 +84,22 @@ if bundle is None:
     corpus = st.selectbox("Caption corpus", list(CORPORA))
     with user_errors():
         count, examples = corpus_mentions(corpus, word)
-        st.write(f"{count:,} captions of {corpus} mention “{word}”.")
+        st.markdown(f"{count:,} captions of {corpus} mention “{shown}”.")
         if examples:
             st.dataframe(pd.DataFrame({"caption": examples}), hide_index=True)
     st.stop()
 
 # --- the word's rows in the noun bank -------------------------------------------------------------
 if "cae" in ws.results:
-    st.subheader(f"“{word}” in this bundle's noun bank")
+    st.subheader(f"“{shown}” in this bundle's noun bank")
     rows = views.word_senses(ws, word)
     if not rows:
-        st.info(f"The noun bank of {escape_markdown(ws.dataset_name or 'this bundle')} has no row for “{word}”, "
+        st.info(f"The noun bank of {escape_markdown(ws.dataset_name or 'this bundle')} has no row for “{shown}”, "
                 "so no image can be matched to it.")
     else:
         in_wordnet = len(senses) if not senses.empty else 0
         if len(rows) == 1:
-            st.info(f"The bank holds one sense of “{word}” only ({escape_markdown(rows[0].synset or 'no synset')})"
+            st.info(f"The bank holds one sense of “{shown}” only ({escape_markdown(rows[0].synset or 'no synset')})"
                     + (f"; WordNet lists {in_wordnet}, the others are not in this bank." if in_wordnet > 1 else ".")
                     + " Nouns alone cannot tell senses apart that the bank does not hold.")
         else:
@@ -136,8 +141,8 @@ if noun_run is not None and cae is not None:
                                                                    noun_run.noun_alignment.top_text.shape[1]))
     images = analysis.images_matching_noun(noun_run, word, top)
     if not len(images):
-        st.info(f"No image of {ws.dataset_name or 'the loaded data'} has “{word}” among its top {top} "
-                f"OT-matched nouns (the semantic space may not have selected it). The text side is below.")
+        st.info(f"No image of {escape_markdown(ws.dataset_name or 'the loaded data')} has “{shown}” among its "
+                f"top {top} OT-matched nouns (the semantic space may not have selected it). The text side is below.")
 
 if len(images):
     senses_matched = analysis.matched_senses(noun_run, bundle, word, images, top)
@@ -199,7 +204,7 @@ if cae is not None:
 st.subheader("Captions that mention the word")
 # cached per word: a full caption bank is 155,000 regex searches and each widget change reruns the page
 mentions = views.caption_mentions(ws, word)
-st.write(f"{len(mentions):,} of the bundle's {len(bundle.captions):,} captions mention “{word}”.")
+st.markdown(f"{len(mentions):,} of the bundle's {len(bundle.captions):,} captions mention “{shown}”.")
 if len(mentions):
     shown = mentions[:MENTIONS_SHOWN]
     closeness, note = None, ""
