@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..arrays import rows_per_block
+from ..arrays import CACHE_BLOCK_BYTES, rows_per_block
 from ..device import as_tensor, resolve_device, with_memory_fallback
 
 # Inferred, not stated by CAE: eps = 0.05 on cosine scores, as SwAV uses for its Sinkhorn. Reason: one
@@ -114,13 +114,44 @@ class _LogKernel:
     def _product(self, rows: slice) -> torch.Tensor:
         return (self.images[rows] @ self.texts.T).div_(self.scale)  # in place: one (B, S) allocation
 
-    def row_slices(self) -> Iterator[slice]:
-        for start in range(0, self.images.shape[0], self.block_rows):
-            yield slice(start, start + self.block_rows)
+    def row_slices(self, block_rows: int | None = None) -> Iterator[slice]:
+        step = block_rows or self.block_rows
+        for start in range(0, self.images.shape[0], step):
+            yield slice(start, start + step)
 
     def blocks(self) -> Iterator[tuple[slice, torch.Tensor]]:
         for rows in self.row_slices():
             yield rows, self.whole[rows] if self.whole is not None else self._product(rows)
+
+    def plan_rows(self, g: torch.Tensor) -> "RowBlock":
+        """Rows of the plan rescaled to sum to one, softmax_j(L_ij + g_j), with their cosines s_ij.
+
+        From a ``_CompactKernel`` both come from the stored exponentials (s_ij = scale * (m_i - shift +
+        log K~_ij), within scale * 2^-11 of the product's), so no (N, S, d) product is repeated; otherwise
+        the cosines are made again, as before."""
+        if self.compact is None:
+            return _softmax_rows(self.images, self.texts, self.scale, g)
+        scaled_rows, v = self.compact.row_max - _COMPACT_SHIFT, (g - g.max()).exp_()
+
+        def row_block(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            weights = self.compact.scaled[rows].float()
+            similarity = torch.log(weights).add_(scaled_rows[rows, None]).mul_(self.scale)
+            weights.mul_(v)
+            return weights.div_(weights.sum(dim=1, keepdim=True)), similarity
+        return row_block
+
+
+RowBlock = Callable[[slice], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _softmax_rows(images: torch.Tensor, texts: torch.Tensor, temperature: float,
+                  shift: torch.Tensor | None = None) -> RowBlock:
+    """For a block of images: softmax_j(s_ij / temperature + shift_j) and the cosines s_ij."""
+    def row_block(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        similarity = images[rows] @ texts.T
+        logits = similarity / temperature
+        return torch.softmax(logits if shift is None else logits + shift, dim=1), similarity
+    return row_block
 
 
 # The compact kernel is used where the whole log-kernel spans at most this range (max L - min L, i.e. a
@@ -188,23 +219,33 @@ def _log_domain_sweeps(kernel: _LogKernel, log_a: torch.Tensor, f: torch.Tensor,
 def _scaling_sweeps(kernel: _LogKernel, log_a: torch.Tensor, f: torch.Tensor,
                     buffer: torch.Tensor) -> Callable[[torch.Tensor | None], torch.Tensor]:
     """The same pass on a ``_CompactKernel``: L_ij = m_i + log K~_ij - shift, so each log-sum-exp is a
-    matrix-vector product with exponentials of the (N,) or (S,) potentials, shifted to stay finite."""
+    matrix-vector product with exponentials of the (N,) or (S,) potentials, shifted to stay finite.
+
+    Each float16 block is widened to float32 in a cache-sized buffer that both products then read (2.4x
+    faster per pass than 4,096-row blocks at 40,000 x 14,000 here); the column sums are accumulated
+    across blocks at a running peak."""
     compact = kernel.compact
     shifted_rows = compact.row_max - _COMPACT_SHIFT
+    block_rows = rows_per_block(compact.scaled.shape[1], kernel.block_rows, CACHE_BLOCK_BYTES)
 
     def sweep(g: torch.Tensor | None) -> torch.Tensor:
-        parts = []
+        total, peak = None, None  # sum_i K~_ij exp(h_i - peak) over the blocks so far
         g_peak = g.max() if g is not None else None
         v = (g - g_peak).exp_() if g is not None else None
-        for rows in kernel.row_slices():
+        for rows in kernel.row_slices(block_rows):
             source = compact.scaled[rows]
             block = buffer[: source.shape[0]].copy_(source)
             if g is not None:  # lse_j(L_ij + g_j) = m_i - shift + G + log sum_j K~_ij exp(g_j - G)
                 f[rows] = log_a[rows] - (shifted_rows[rows] + g_peak + torch.log(block @ v))
             h = shifted_rows[rows] + f[rows]  # lse_i(L_ij + f_i) = log sum_i K~_ij exp(m_i - shift + f_i)
             h_peak = h.max()
-            parts.append(torch.log((h - h_peak).exp_() @ block).add_(h_peak))
-        return torch.logsumexp(torch.stack(parts), dim=0)
+            if peak is None or h_peak > peak:
+                if total is not None:
+                    total.mul_(torch.exp(peak - h_peak))
+                peak = h_peak
+            part = (h - peak).exp_() @ block
+            total = part if total is None else total.add_(part)
+        return total.log_().add_(peak)
     return sweep
 
 
@@ -262,25 +303,25 @@ def transport_plan(image_embeddings: np.ndarray, text_embeddings: np.ndarray, ep
     return torch.exp(kernel.whole + f[:, None] + g).cpu().numpy()
 
 
-def _summarise(kind: str, images: torch.Tensor, texts: torch.Tensor, row_weights, block_rows: int,
+def _summarise(kind: str, images: torch.Tensor, texts: torch.Tensor, row_block: RowBlock, block_rows: int,
                top_k: int, weight_by_similarity: bool, n_iter: int = 0, error: float = 0.0,
                converged: bool = True) -> Alignment:
-    """Correspondences and top matches from ``row_weights(rows, similarity) -> (B, S) rows summing to 1``."""
+    """Correspondences and top matches from ``row_block(rows) -> ((B, S) weights, rows summing to 1;
+    (B, S) cosines)``."""
     block_rows = rows_per_block(texts.shape[0], block_rows)
     correspondence, top_text, top_weight, top_similarity = [], [], [], []
     usage = torch.zeros(texts.shape[0], device=images.device, dtype=torch.float64)
     k = min(top_k, texts.shape[0])
     for start in range(0, images.shape[0], block_rows):
         rows = slice(start, start + block_rows)
-        similarity = images[rows] @ texts.T
-        weights = row_weights(rows, similarity)
+        weights, similarity = row_block(rows)
         mixing = weights * similarity if weight_by_similarity else weights
         correspondence.append(F.normalize(mixing @ texts, dim=1).cpu())
         value, index = weights.topk(k, dim=1)
         top_text.append(index.cpu())
         top_weight.append(value.cpu())
         top_similarity.append(similarity.gather(1, index).cpu())
-        usage += weights.sum(dim=0, dtype=torch.float64)
+        usage += weights.sum(dim=0).double()  # float32 within a block (a float64 sum costs a product's time)
     return Alignment(kind=kind, correspondence=torch.cat(correspondence).numpy(),
                      top_text=torch.cat(top_text).numpy(), top_weight=torch.cat(top_weight).numpy(),
                      top_similarity=torch.cat(top_similarity).numpy(),
@@ -303,9 +344,8 @@ def ot_alignment(image_embeddings: np.ndarray, text_embeddings: np.ndarray, *, e
         kernel = _LogKernel(images, texts, epsilon, block)
         f, g, n_iter, error = _sinkhorn_potentials(kernel, tol, max_iter, progress)
         # a row of the plan divided by its sum: the share of image i's mass sent to each text
-        summary = _summarise("ot", images, texts,
-                             lambda rows, similarity: torch.softmax(similarity / epsilon + g, dim=1),
-                             block, top_k, True, n_iter, error, error < tol)
+        summary = _summarise("ot", images, texts, kernel.plan_rows(g), block, top_k, True, n_iter, error,
+                             error < tol)
         return replace(summary, temperature=epsilon, column_potential=g.cpu().numpy())
 
     return with_memory_fallback(compute, resolve_device(device), block_rows)
@@ -323,8 +363,7 @@ def softmax_alignment(image_embeddings: np.ndarray, text_embeddings: np.ndarray,
     def compute(dev: torch.device, block: int) -> Alignment:
         images = F.normalize(as_tensor(image_embeddings, dev), dim=1)
         texts = F.normalize(as_tensor(text_embeddings, dev), dim=1)
-        return replace(_summarise("softmax", images, texts,
-                                  lambda rows, similarity: torch.softmax(similarity / temperature, dim=1),
+        return replace(_summarise("softmax", images, texts, _softmax_rows(images, texts, temperature),
                                   block, top_k, weight_by_similarity), temperature=temperature)
 
     return with_memory_fallback(compute, resolve_device(device), block_rows)
