@@ -18,7 +18,7 @@ from cae_core.benchmarks import pot_correspondence
 from cae_core.arrays import unit_rows
 from cae_core.method.clustering import spherical_kmeans
 from cae_core.device import with_memory_fallback
-from cae_core.method.fusion import fuse, neighbour_agreement
+from cae_core.method.fusion import fuse, neighbour_agreement, split_half_agreement
 from cae_core.method.metrics import cluster_accuracy, evaluate
 from cae_core.method.semantic_space import default_n_centres
 from cae_core.inputs.synthetic import planted_bundle
@@ -191,6 +191,33 @@ def test_neighbour_agreement_counts_shared_neighbours_above_chance():
     assert neighbour_agreement(line, [view], 2)[0, 0] == pytest.approx(expected)
     with pytest.raises(CaeError, match="1 <= k < N"):
         neighbour_agreement(line, [view], 4)
+
+
+def test_neighbours_among_a_sample_are_the_brute_force_ones_and_exclude_only_the_image_itself():
+    rng = np.random.default_rng(5)
+    anchor, view = unit_rows(rng.normal(size=(500, 8))), unit_rows(rng.normal(size=(500, 8)))
+    k, reference_rows = 4, 120
+    sample = np.sort(np.random.default_rng(0).choice(500, size=reference_rows, replace=False))  # sample_rows, seed 0
+    def near(x):
+        similarity = x @ x[sample].T
+        similarity[sample, np.arange(reference_rows)] = -np.inf  # an image in the sample is not its own neighbour
+        return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    shared = np.array([len(set(a) & set(b)) for a, b in zip(near(anchor), near(view))])
+    chance = k / reference_rows
+    expected = np.clip((shared / k - chance) / (1 - chance), 0, None)
+    got = neighbour_agreement(anchor, [view], k, reference_rows=reference_rows, seed=0)[:, 0]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # the split-half ceiling, a set-level mean, is taken over the same sample of images, among themselves
+    order = np.random.default_rng(0).permutation(8)
+    first, second = (unit_rows(anchor[sample][:, half]) for half in np.array_split(order, 2))
+    def near_within(x):
+        similarity = x @ x.T
+        np.fill_diagonal(similarity, -np.inf)
+        return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    shared = np.array([len(set(a) & set(b)) for a, b in zip(near_within(first), near_within(second))])
+    chance = k / (reference_rows - 1)
+    expected = np.clip((shared / k - chance) / (1 - chance), 0, None).mean()
+    assert split_half_agreement(anchor, k, reference_rows=reference_rows, seed=0) == pytest.approx(expected, abs=1e-6)
 
 
 def test_trust_is_high_for_a_view_that_sees_what_the_image_sees_and_low_for_an_unrelated_one():

@@ -126,14 +126,18 @@ def test_seeding_from_a_sample_of_the_rows_is_reproducible_and_still_recovers_cl
 
 def test_above_seed_rows_lloyd_runs_in_bfloat16_and_returns_float32_nearest_centres(monkeypatch):
     planted = planted_bundle(n_images=3000, n_classes=30, dim=64, n_nouns=10, n_captions=10, seed=4)
-    exact = spherical_kmeans(planted.image_embeddings, 30, n_init=1, seed=0)
-    assigned_dtypes = []
-    original = clustering._assign
+    assigned_dtypes, seeding_dtypes = [], []
+    original, original_seeding = clustering._assign, clustering._kmeans_plus_plus
     monkeypatch.setattr(clustering, "_assign", lambda x, *rest: assigned_dtypes.append(x.dtype) or original(x, *rest))
+    monkeypatch.setattr(clustering, "_kmeans_plus_plus",
+                        lambda *args: seeding_dtypes.append(args[3]) or original_seeding(*args))
+    exact = spherical_kmeans(planted.image_embeddings, 30, n_init=1, seed=0)
+    assert set(assigned_dtypes) == {torch.float32} and seeding_dtypes == [torch.float32]
     monkeypatch.setattr(clustering, "SEED_ROWS", 2999)
-    monkeypatch.setattr(clustering, "_seeding_rows", lambda *args: None)  # the same seeds: k-means++ on every row
+    monkeypatch.setattr(clustering, "_seeding_rows", lambda *args: None)  # k-means++ on every row
     low = spherical_kmeans(planted.image_embeddings, 30, n_init=1, seed=0)
     assert torch.bfloat16 in assigned_dtypes and assigned_dtypes[-1] == torch.float32
+    assert seeding_dtypes[-1] == clustering.SEED_DTYPE == torch.float16
     similarity = unit_rows(planted.image_embeddings) @ low.centres.T
     np.testing.assert_array_equal(low.labels, similarity.argmax(axis=1))
     assert low.objective == pytest.approx(similarity.max(axis=1).mean(), abs=1e-6)

@@ -35,7 +35,7 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from ..arrays import rows_per_block, sample_rows, unit_rows
+from ..arrays import CACHE_BLOCK_BYTES, rows_per_block, sample_rows, unit_rows
 from ..device import as_tensor, resolve_device
 from ..errors import CaeError, is_temperature
 
@@ -94,12 +94,21 @@ def check_fusion_options(combine: str, gamma: float, weighting: str | None = Non
         raise CaeError(f"the fusion temperature gamma must be positive and finite (at least 6e-39: 2 / gamma must fit a float32), got {gamma!r}")
 
 
-def _neighbours(rows: torch.Tensor, reference: torch.Tensor, reference_index: torch.Tensor, start: int,
+def _own_positions(reference_index: torch.Tensor, start: int, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(block rows, reference positions) of the rows start..start + n_rows that are in the (sorted)
+    reference set: where each row would find itself."""
+    rows = torch.arange(start, start + n_rows, device=reference_index.device)
+    position = torch.searchsorted(reference_index, rows).clamp_(max=len(reference_index) - 1)
+    own = reference_index[position] == rows
+    return own.nonzero().squeeze(1), position[own]
+
+
+def _neighbours(rows: torch.Tensor, reference: torch.Tensor, own: tuple[torch.Tensor, torch.Tensor],
                 k: int) -> torch.Tensor:
-    """Indices (into the reference set) of each row's k most similar reference rows, itself excluded."""
+    """Indices (into the reference set) of each row's k most similar reference rows, itself (``own``) excluded."""
     similarity = rows @ reference.T
-    own = (reference_index[None, :] == torch.arange(start, start + len(rows), device=rows.device)[:, None])
-    return similarity.masked_fill_(own, -torch.inf).topk(k, dim=1).indices
+    similarity[own] = -torch.inf
+    return similarity.topk(k, dim=1).indices
 
 
 def _agreement_and_neighbours(anchor: np.ndarray, views: list[np.ndarray], k: int, reference_rows: int, seed: int,
@@ -114,15 +123,16 @@ def _agreement_and_neighbours(anchor: np.ndarray, views: list[np.ndarray], k: in
     reference_index = torch.as_tensor(chosen, device=dev)
     candidates = len(chosen) - 1 if len(chosen) == n else len(chosen)
     chance = k / max(candidates, k)
-    block_rows = rows_per_block(len(chosen), block_rows)
+    # cache-sized blocks: topk reads the similarities straight after the product wrote them
+    block_rows = rows_per_block(len(chosen), block_rows, CACHE_BLOCK_BYTES)
     spaces = [as_tensor(space, dev) for space in (anchor, *views)]
     references = [space[reference_index] for space in spaces]
     agreement = np.empty((n, len(views)), dtype=np.float32)
     anchor_neighbours = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, block_rows):
         rows = slice(start, start + block_rows)
-        near = [_neighbours(space[rows], reference, reference_index, start, k)
-                for space, reference in zip(spaces, references)]
+        own = _own_positions(reference_index, start, len(spaces[0][rows]))
+        near = [_neighbours(space[rows], reference, own, k) for space, reference in zip(spaces, references)]
         anchor_neighbours[rows] = reference_index[near[0]].cpu().numpy()
         for column, view_near in enumerate(near[1:]):
             shared = (near[0][:, :, None] == view_near[:, None, :]).any(dim=2).sum(dim=1)
@@ -145,9 +155,13 @@ def neighbour_agreement(anchor: np.ndarray, views: list[np.ndarray], k: int = NE
 def split_half_agreement(anchor: np.ndarray, k: int = NEIGHBOURS, *, seed: int = 0,
                          reference_rows: int = REFERENCE_ROWS, device: str | torch.device = "auto") -> float:
     """The mean agreement between the neighbourhoods of two random halves of ``anchor``'s dimensions (each
-    half re-normalised): how far the image view agrees with itself, the ceiling a second view can reach."""
+    half re-normalised): how far the image view agrees with itself, the ceiling a second view can reach.
+
+    A set-level mean, so it is taken over the images the neighbours are sought among (at most
+    ``reference_rows``, the same seeded sample; all of them below that), not over every image."""
     order = np.random.default_rng(seed).permutation(anchor.shape[1])
-    first, second = (unit_rows(anchor[:, half]) for half in np.array_split(order, 2))
+    sample = sample_rows(len(anchor), reference_rows, seed)
+    first, second = (unit_rows(anchor[sample][:, half]) for half in np.array_split(order, 2))
     return float(neighbour_agreement(first, [second], k, reference_rows=reference_rows, seed=seed,
                                      device=device).mean())
 

@@ -24,7 +24,7 @@ import torch
 
 from .clustering import nearest_centres, spherical_kmeans
 from .hierarchy import HierarchyFilter
-from ..arrays import rows_per_block
+from ..arrays import CACHE_BLOCK_BYTES, rows_per_block
 from ..device import as_tensor, resolve_device
 from ..errors import CaeError
 
@@ -124,7 +124,8 @@ def select_texts(centres: np.ndarray, text_embeddings: np.ndarray, texts: np.nda
         raise CaeError(f"unknown text selection {rule!r}; choose one of {', '.join(SELECTION_RULES)}")
     dev = resolve_device(device)
     centre_tensor = as_tensor(centres, dev)
-    block_rows = rows_per_block(len(centres), block_rows)
+    # cache-sized blocks: the softmax and maxima read the similarities straight after the product wrote them
+    block_rows = rows_per_block(len(centres), block_rows, CACHE_BLOCK_BYTES)
     allowed = None if keep is None else torch.as_tensor(np.asarray(keep, dtype=bool), device=dev)
     best_centre, confidence = [], []
     # "nearest": each centre's running top texts, (n, per_centre) cosines and bank rows
