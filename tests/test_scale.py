@@ -70,15 +70,15 @@ def _kernel_kind(monkeypatch, images: np.ndarray, texts: np.ndarray, budget: int
     """Which form ``_LogKernel`` keeps the kernel in under ``budget`` bytes."""
     monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", budget)
     kernel = alignment_module._LogKernel(torch.as_tensor(images), torch.as_tensor(texts), 0.05, 8192)
-    return "float32" if kernel.whole is not None else "float16" if kernel.compact is not None else "per block"
+    return kernel.form
 
 
 def test_the_compact_kernel_is_used_only_where_float32_does_not_fit_and_matches_pot(monkeypatch):
     bundle = planted_bundle(n_images=900, n_classes=6, dim=64, n_nouns=400, n_captions=10, seed=3)
     images, texts = bundle.image_embeddings, bundle.noun_embeddings
     size = len(images) * len(texts)
-    assert _kernel_kind(monkeypatch, images, texts, 4 * size) == "float32"
-    assert _kernel_kind(monkeypatch, images, texts, 4 * size - 1) == "float16"
+    assert _kernel_kind(monkeypatch, images, texts, 4 * size) == "float32 scaled"
+    assert _kernel_kind(monkeypatch, images, texts, 4 * size - 1) == "float16 scaled"
     assert _kernel_kind(monkeypatch, images, texts, 2 * size - 1) == "per block"
     monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", 3 * size)
     compact = ot_alignment(images, texts, device="cpu", block_rows=128)  # several blocks
@@ -87,13 +87,20 @@ def test_the_compact_kernel_is_used_only_where_float32_does_not_fit_and_matches_
     assert compact.converged and compact.marginal_error < 1e-6
 
 
-def test_the_compact_kernel_is_not_used_where_the_kernel_spans_more_than_float16_holds(monkeypatch):
+def test_a_scaled_kernel_is_used_only_where_its_float_type_holds_the_kernels_range(monkeypatch):
     bundle = planted_bundle(n_images=300, n_classes=6, dim=64, n_nouns=100, n_captions=10, seed=4)
     images, texts = (torch.as_tensor(unit_rows(array)) for array in (bundle.image_embeddings, bundle.noun_embeddings))
-    monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", 3 * len(images) * len(texts))
+    size = len(images) * len(texts)
     similarity = images @ texts.T
     spread = float(similarity.max() - similarity.min())
-    for epsilon, kind in ((spread / (alignment_module.COMPACT_RANGE - 0.1), "float16"),
-                          (spread / (alignment_module.COMPACT_RANGE + 0.1), "per block")):
-        kernel = alignment_module._LogKernel(images, texts, epsilon, 64)
-        assert ("float16" if kernel.compact is not None else "per block") == kind
+    for budget, limit, scaled, otherwise in (
+            (3 * size, alignment_module.COMPACT_RANGE, "float16 scaled", "per block"),
+            (4 * size, alignment_module.FLOAT32_RANGE, "float32 scaled", "float32 log")):
+        monkeypatch.setattr(alignment_module, "MEMORY_BUDGET_BYTES", budget)
+        for epsilon, form in ((spread / (limit - 0.1), scaled), (spread / (limit + 0.1), otherwise)):
+            assert alignment_module._LogKernel(images, texts, epsilon, 64).form == form
+    # the log-domain float32 kernel, at an eps too small for the scaled one, still matches POT
+    epsilon = spread / (alignment_module.FLOAT32_RANGE + 0.1)
+    logged = ot_alignment(bundle.image_embeddings, bundle.noun_embeddings, epsilon=epsilon, device="cpu")
+    reference = pot_correspondence(bundle.image_embeddings, bundle.noun_embeddings, epsilon, 1e-6, 2000)
+    assert np.abs(logged.correspondence - reference).max() <= 1e-3

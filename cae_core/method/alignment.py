@@ -45,17 +45,21 @@ def _physical_memory() -> int:
         return 0
 
 
-# The (N, S) log-kernel is kept whole in float32 while it fits a quarter of the machine's memory (1 GiB
-# at least; 6 GiB on this 24 GB machine; on CUDA also a quarter of the GPU's): every run on the real
-# features is there. Beyond it, up to twice that size, the kernel is kept once as float16 scaled
-# exponentials (``_CompactKernel``) and Sinkhorn runs as two matrix-vector products per block: linear in
-# N * S per iteration, no product or exp repeated. Beyond that (or where float16's range would not hold
-# the kernel), it is recomputed per row block each iteration, so memory stays O(N * d + S * d).
+# The (N, S) kernel is kept whole in float32 while it fits a quarter of the machine's memory (1 GiB at
+# least; 6 GiB on this 24 GB machine; on CUDA also a quarter of the GPU's): every run on the real features
+# is there. Beyond it, up to twice that size, it is kept in float16. Either is kept as scaled exponentials
+# exp(L_ij - m_i) * 2^15 (``_CompactKernel``; the scaling form of Sinkhorn, POT's default) so that an
+# iteration is two matrix-vector products per block, no exp and no product repeated, wherever the
+# kernel's range lets every entry stay a normal float (``FLOAT32_RANGE``, ``COMPACT_RANGE``); where it
+# does not (small eps), float32 keeps the log-kernel whole and iterates in the log domain. Beyond both,
+# the kernel is recomputed per row block each iteration, so memory stays O(N * d + S * d).
 # Measured here per 4,096 x 14,000 block and iteration (CPU seconds, loaded machine; README "Cost at
-# scale"): float32 kept whole 0.37 (two log-sum-exp passes), float16 kept whole 0.055, recomputed 1.1
-# (its product alone 0.73). A float16 copy on disk (np.memmap) would read at the disk's rate beyond the
-# memory (0.77 GB/s here: 0.15 s per block, against 1.1 s recomputed); not built, since the float16
-# kernel kept in memory covers N * S up to 3 * 10^9 here (200,000 images x 15,000 texts).
+# scale"): float32 log-kernel 0.37 (two log-sum-exp passes), float16 scaled 0.055, recomputed 1.1
+# (its product alone 0.73). The log-domain float32 kernel made a 100,000-image run (kernel within the
+# budget) cost as much as a 200,000-image one (float16 kernel), hence the scaled float32 form. A float16
+# copy on disk (np.memmap) would read at the disk's rate beyond the memory (0.77 GB/s here: 0.15 s per
+# block, against 1.1 s recomputed); not built, since the float16 kernel kept in memory covers N * S up
+# to 3 * 10^9 here (200,000 images x 15,000 texts).
 MEMORY_BUDGET_BYTES = max(1 << 30, _physical_memory() // 4)
 
 
@@ -99,8 +103,9 @@ def kernel_budget(device: torch.device) -> int:
 
 
 class _LogKernel:
-    """The (N, S) matrix s_ij / scale, held whole in float32 when it fits ``kernel_budget``, else as a
-    ``_CompactKernel`` when that fits, else made per row block; visited in blocks of ``block_rows`` rows
+    """The (N, S) matrix L = s_ij / scale: where float32 fits ``kernel_budget``, a float32 ``_CompactKernel``
+    (``whole``, the log-kernel itself, where its range does not allow that); else a float16 one where
+    that fits and its range allows; else made per row block. Visited in blocks of ``block_rows`` rows
     (fewer where S is large)."""
 
     def __init__(self, images: torch.Tensor, texts: torch.Tensor, scale: float, block_rows: int):
@@ -108,8 +113,20 @@ class _LogKernel:
         size = images.shape[0] * texts.shape[0]
         budget = kernel_budget(images.device)
         self.block_rows = rows_per_block(texts.shape[0], block_rows)
-        self.whole = self._product(slice(None)) if size * 4 <= budget else None
-        self.compact = _CompactKernel.build(self) if self.whole is None and size * 2 <= budget else None
+        self.whole, self.compact = None, None
+        if size * 4 <= budget:
+            self.compact = _CompactKernel.build(self, torch.float32, FLOAT32_RANGE)
+            if self.compact is None:
+                self.whole = self._product(slice(None))
+        elif size * 2 <= budget:
+            self.compact = _CompactKernel.build(self, torch.float16, COMPACT_RANGE)
+
+    @property
+    def form(self) -> str:
+        """How the kernel is held: "float32 scaled", "float16 scaled", "float32 log" or "per block"."""
+        if self.compact is not None:
+            return f"{str(self.compact.scaled.dtype).removeprefix('torch.')} scaled"
+        return "float32 log" if self.whole is not None else "per block"
 
     def _product(self, rows: slice) -> torch.Tensor:
         return (self.images[rows] @ self.texts.T).div_(self.scale)  # in place: one (B, S) allocation
@@ -134,7 +151,7 @@ class _LogKernel:
         scaled_rows, v = self.compact.row_max - _COMPACT_SHIFT, (g - g.max()).exp_()
 
         def row_block(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-            weights = self.compact.scaled[rows].float()
+            weights = self.compact.scaled[rows].to(torch.float32, copy=True)
             similarity = torch.log(weights).add_(scaled_rows[rows, None]).mul_(self.scale)
             weights.mul_(v)
             return weights.div_(weights.sum(dim=1, keepdim=True)), similarity
@@ -154,36 +171,40 @@ def _softmax_rows(images: torch.Tensor, texts: torch.Tensor, temperature: float,
     return row_block
 
 
-# The compact kernel is used where the whole log-kernel spans at most this range (max L - min L, i.e. a
-# cosine range of 1.0 at eps = 0.05; the real and planted features span 5-10 there). Then every
+# The scaled float16 kernel is used where the whole log-kernel spans at most this range (max L - min L,
+# i.e. a cosine range of 1.0 at eps = 0.05; the real and planted features span 5-10 there). Then every
 # entry exp(L_ij - m_i) * 2^15 is a normal float16 (>= 2^-14), so each keeps float16's relative
 # precision 2^-11, and the Sinkhorn potentials, whose spread is bounded by the same range, keep
 # every product within float32's exponent range. A wider range (a small eps) uses the per-block kernel.
 COMPACT_RANGE = 20.0
+# The scaled float32 kernel's bound: entries down to e^(10.4 - 40) times the potentials' exponentials
+# down to e^-40 stay above float32's smallest normal (e^-87). At eps = 0.05 it holds for any cosines
+# (2 / eps = 40); below, the float32 kernel is kept in the log domain.
+FLOAT32_RANGE = 40.0
 _COMPACT_SHIFT = 15 * np.log(2.0)
 
 
 @dataclass
 class _CompactKernel:
-    """exp(L_ij - m_i) * 2^15 in float16, m_i the row's largest L_ij: the Sinkhorn kernel in the scaling
-    domain, made once (N * S * 2 bytes)."""
+    """exp(L_ij - m_i) * 2^15 in float32 or float16, m_i the row's largest L_ij: the Sinkhorn kernel in the
+    scaling domain, made once (N * S * 4 or 2 bytes)."""
 
-    scaled: torch.Tensor  # (N, S) float16
+    scaled: torch.Tensor  # (N, S)
     row_max: torch.Tensor  # (N,) m_i
 
     @staticmethod
-    def build(kernel: _LogKernel) -> "_CompactKernel | None":
-        """The compact kernel, or None where the log-kernel spans more than ``COMPACT_RANGE``."""
+    def build(kernel: _LogKernel, dtype: torch.dtype, limit: float) -> "_CompactKernel | None":
+        """The scaled kernel in ``dtype``, or None where the log-kernel spans more than ``limit``."""
         n, s = kernel.images.shape[0], kernel.texts.shape[0]
         device = kernel.images.device
-        scaled = torch.empty((n, s), dtype=torch.float16, device=device)
+        scaled = torch.empty((n, s), dtype=dtype, device=device)
         row_max = torch.empty(n, device=device)
         lowest, highest = float("inf"), float("-inf")
         for rows in kernel.row_slices():
             block = kernel._product(rows)
             row_max[rows] = block.amax(dim=1)
             lowest, highest = min(lowest, float(block.amin())), max(highest, float(row_max[rows].max()))
-            if highest - lowest > COMPACT_RANGE:
+            if highest - lowest > limit:
                 return None
             scaled[rows] = block.sub_(row_max[rows, None]).add_(_COMPACT_SHIFT).exp_()
         return _CompactKernel(scaled, row_max)
@@ -221,9 +242,9 @@ def _scaling_sweeps(kernel: _LogKernel, log_a: torch.Tensor, f: torch.Tensor,
     """The same pass on a ``_CompactKernel``: L_ij = m_i + log K~_ij - shift, so each log-sum-exp is a
     matrix-vector product with exponentials of the (N,) or (S,) potentials, shifted to stay finite.
 
-    Each float16 block is widened to float32 in a cache-sized buffer that both products then read (2.4x
-    faster per pass than 4,096-row blocks at 40,000 x 14,000 here); the column sums are accumulated
-    across blocks at a running peak."""
+    Blocks are cache-sized, so the second product reads the block from cache (a float16 block is first
+    widened to float32 in a buffer; 2.4x faster per pass than 4,096-row blocks at 40,000 x 14,000 here);
+    the column sums are accumulated across blocks at a running peak."""
     compact = kernel.compact
     shifted_rows = compact.row_max - _COMPACT_SHIFT
     block_rows = rows_per_block(compact.scaled.shape[1], kernel.block_rows, CACHE_BLOCK_BYTES)
@@ -234,7 +255,7 @@ def _scaling_sweeps(kernel: _LogKernel, log_a: torch.Tensor, f: torch.Tensor,
         v = (g - g_peak).exp_() if g is not None else None
         for rows in kernel.row_slices(block_rows):
             source = compact.scaled[rows]
-            block = buffer[: source.shape[0]].copy_(source)
+            block = source if source.dtype == torch.float32 else buffer[: source.shape[0]].copy_(source)
             if g is not None:  # lse_j(L_ij + g_j) = m_i - shift + G + log sum_j K~_ij exp(g_j - G)
                 f[rows] = log_a[rows] - (shifted_rows[rows] + g_peak + torch.log(block @ v))
             h = shifted_rows[rows] + f[rows]  # lse_i(L_ij + f_i) = log sum_i K~_ij exp(m_i - shift + f_i)
@@ -267,7 +288,7 @@ def _sinkhorn_potentials(kernel: _LogKernel, tol: float, max_iter: int,
     f = torch.zeros(n, device=device)
     g = torch.zeros(s, device=device)
     # one scratch block reused by every update: a fresh (N, S) temporary per update costs page faults
-    buffer = torch.empty((min(n, kernel.block_rows), s), device=device)
+    buffer = None if kernel.form == "float32 scaled" else torch.empty((min(n, kernel.block_rows), s), device=device)
     sweep = (_scaling_sweeps if kernel.compact is not None else _log_domain_sweeps)(kernel, log_a, f, buffer)
     error = float("inf")
     iteration = 0
@@ -300,7 +321,7 @@ def transport_plan(image_embeddings: np.ndarray, text_embeddings: np.ndarray, ep
     texts = F.normalize(as_tensor(text_embeddings, dev), dim=1)
     kernel = _LogKernel(images, texts, epsilon, block_rows=images.shape[0])
     f, g, _, _ = _sinkhorn_potentials(kernel, tol, max_iter, None)
-    return torch.exp(kernel.whole + f[:, None] + g).cpu().numpy()
+    return torch.exp(kernel._product(slice(None)) + f[:, None] + g).cpu().numpy()
 
 
 def _summarise(kind: str, images: torch.Tensor, texts: torch.Tensor, row_block: RowBlock, block_rows: int,
