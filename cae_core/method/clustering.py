@@ -1,7 +1,8 @@
 """Spherical k-means in torch (cosine similarity, unit-norm centres), seeded and reproducible.
 
-Chosen over faiss by measurement (README, ``python -m cae_core bench``): at this project's sizes
-torch is as fast on the CPU, runs on CUDA without a second package, and is deterministic for a seed.
+Chosen over faiss by measurement (README, ``python -m cae_core bench``): at N = 50,000, k = 1,000 on
+this CPU it runs 1.85x faster than faiss-cpu at faiss's default 25 iterations (objective 0.0026 higher)
+and level with it per iteration; it runs on CUDA without a second package and is deterministic for a seed.
 
 Cost (issue 14): one restart is k-means++ (k passes over the rows) plus Lloyd iterations, each
 O(N * k * d). Two bounds keep ImageNet-size runs (N = 50,000, k = 1,000-4,271) within minutes,
