@@ -144,8 +144,8 @@ class _LogKernel:
         """Rows of the plan rescaled to sum to one, softmax_j(L_ij + g_j), with their cosines s_ij.
 
         From a ``_CompactKernel`` both come from the stored exponentials (s_ij = scale * (m_i - shift +
-        log K~_ij), within scale * 2^-11 of the product's), so no (N, S, d) product is repeated; otherwise
-        the cosines are made again, as before."""
+        log K~_ij), within scale times the stored type's precision of the product's: 2^-11 in float16), so no
+        (N, S, d) product is repeated; otherwise the cosines are made again."""
         if self.compact is None:
             return _softmax_rows(self.images, self.texts, self.scale, g)
         scaled_rows, v = self.compact.row_max - _COMPACT_SHIFT, (g - g.max()).exp_()
