@@ -250,6 +250,11 @@ class _StageMeter:
         self.record()
 
 
+def _process_peak_bytes() -> int:
+    """The peak resident memory of this whole process (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
 def scale_row(n_images: int, n_clusters: int, n_centres: int, n_nouns: int, n_captions: int, dim: int,
               seed: int = 0) -> dict:
     """One ``cae`` run on a planted bundle of ``n_images`` (d = ``dim``), in this process: seconds and
@@ -264,8 +269,7 @@ def scale_row(n_images: int, n_clusters: int, n_centres: int, n_nouns: int, n_ca
                               progress=meter.progress)
         cpu_seconds = time.process_time() - cpu_start
     space = result.semantic_space
-    # the peak of the whole process (ru_maxrss is in KiB on Linux, bytes on macOS)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    peak = _process_peak_bytes()
     row = {"n_images": n_images, "n_clusters": n_clusters, "n_centres": n_centres, "dim": dim,
            "noun_bank": n_nouns, "caption_bank": n_captions,
            "selected_nouns": len(space.nouns), "selected_captions": len(space.captions),
@@ -299,7 +303,7 @@ def space_row(n_train: int, n_images: int, n_classes: int, n_centres: int, n_nou
                                space_images=train)
         cpu_seconds = time.process_time() - cpu_start
         meter.progress("space", 1.0, "")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    peak = _process_peak_bytes()
     return {"space_train_images": n_train, "space_images": n_images, "space_centres": n_centres,
             "space_s": round(seconds, 2), "space_cpu_s": round(cpu_seconds, 2),
             "space_selected_nouns": len(space.nouns), "space_selected_captions": len(space.captions),
