@@ -59,3 +59,12 @@ def test_a_whole_run_on_cuda_recovers_the_planted_classes_as_the_cpu_does(bundle
     on_gpu = run_method(bundle, "cae", 12, config=CaeConfig(device="cuda"))
     on_cpu = run_method(bundle, "cae", 12, config=CaeConfig(device="cpu"))
     assert on_gpu.metrics["acc"] > 0.9 and abs(on_gpu.metrics["acc"] - on_cpu.metrics["acc"]) < 0.02
+
+
+def test_neighbour_agreement_on_cuda_is_the_cpus_two_pass_result(bundle):
+    # 500 references among 3,000 images: the CPU searches in two passes (bfloat16, then float32), CUDA in one
+    from cae_core.method.fusion import neighbour_agreement
+    views = [np.random.default_rng(0).permutation(bundle.image_embeddings)]
+    on_cpu = neighbour_agreement(bundle.image_embeddings, views, 10, reference_rows=500, device="cpu")
+    on_gpu = neighbour_agreement(bundle.image_embeddings, views, 10, reference_rows=500, device="cuda")
+    assert np.mean(on_cpu == on_gpu) > 0.999  # only float32 ties between cuBLAS and the CPU may differ

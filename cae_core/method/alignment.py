@@ -145,15 +145,21 @@ class _LogKernel:
 
         From a ``_CompactKernel`` both come from the stored exponentials (s_ij = scale * (m_i - shift +
         log K~_ij), within scale times the stored type's precision of the product's: 2^-11 in float16), so no
-        (N, S, d) product is repeated; otherwise the cosines are made again."""
+        (N, S, d) product is repeated; otherwise the cosines are made again. The cosines of a compact kernel
+        are written in one reused buffer, valid until the next call."""
         if self.compact is None:
             return _softmax_rows(self.images, self.texts, self.scale, g)
         scaled_rows, v = self.compact.row_max - _COMPACT_SHIFT, (g - g.max()).exp_()
+        buffer = None
 
         def row_block(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-            weights = self.compact.scaled[rows].to(torch.float32, copy=True)
-            similarity = torch.log(weights).add_(scaled_rows[rows, None]).mul_(self.scale)
-            weights.mul_(v)
+            nonlocal buffer
+            source = self.compact.scaled[rows]
+            if buffer is None or buffer.shape[0] < source.shape[0]:
+                buffer = torch.empty(source.shape, device=source.device)
+            similarity = buffer[: source.shape[0]].copy_(source)
+            weights = similarity * v
+            similarity.log_().add_(scaled_rows[rows, None]).mul_(self.scale)
             return weights.div_(weights.sum(dim=1, keepdim=True)), similarity
         return row_block
 
@@ -328,24 +334,28 @@ def _summarise(kind: str, images: torch.Tensor, texts: torch.Tensor, row_block: 
                top_k: int, weight_by_similarity: bool, n_iter: int = 0, error: float = 0.0,
                converged: bool = True) -> Alignment:
     """Correspondences and top matches from ``row_block(rows) -> ((B, S) weights, rows summing to 1;
-    (B, S) cosines)``."""
-    block_rows = rows_per_block(texts.shape[0], block_rows)
-    correspondence, top_text, top_weight, top_similarity = [], [], [], []
+    (B, S) cosines)``; the cosines may be overwritten.
+
+    Blocks are cache-sized: each (B, S) block is read by the top matches, the usage and the product with the
+    texts straight after it is made (at 30,000 x 13,700 here, 9.5 CPU s against 13.5 for 4,900-row blocks)."""
+    block_rows = rows_per_block(texts.shape[0], block_rows, CACHE_BLOCK_BYTES)
+    n, k = images.shape[0], min(top_k, texts.shape[0])
+    # results written in place: lasting allocations between the blocks' temporaries fragment the heap
+    correspondence = torch.empty((n, texts.shape[1]), device=images.device)
+    top_weight, top_similarity = (torch.empty((n, k), device=images.device) for _ in range(2))
+    top_text = torch.empty((n, k), dtype=torch.long, device=images.device)
     usage = torch.zeros(texts.shape[0], device=images.device, dtype=torch.float64)
-    k = min(top_k, texts.shape[0])
-    for start in range(0, images.shape[0], block_rows):
+    for start in range(0, n, block_rows):
         rows = slice(start, start + block_rows)
         weights, similarity = row_block(rows)
-        mixing = weights * similarity if weight_by_similarity else weights
-        correspondence.append(F.normalize(mixing @ texts, dim=1).cpu())
-        value, index = weights.topk(k, dim=1)
-        top_text.append(index.cpu())
-        top_weight.append(value.cpu())
-        top_similarity.append(similarity.gather(1, index).cpu())
+        torch.topk(weights, k, dim=1, out=(top_weight[rows], top_text[rows]))
+        torch.gather(similarity, 1, top_text[rows], out=top_similarity[rows])
         usage += weights.sum(dim=0).double()  # float32 within a block (a float64 sum costs a product's time)
-    return Alignment(kind=kind, correspondence=torch.cat(correspondence).numpy(),
-                     top_text=torch.cat(top_text).numpy(), top_weight=torch.cat(top_weight).numpy(),
-                     top_similarity=torch.cat(top_similarity).numpy(),
+        mixing = similarity.mul_(weights) if weight_by_similarity else weights
+        torch.mm(mixing, texts, out=correspondence[rows])
+    correspondence = F.normalize(correspondence, dim=1, out=correspondence)
+    return Alignment(kind=kind, correspondence=correspondence.cpu().numpy(), top_text=top_text.cpu().numpy(),
+                     top_weight=top_weight.cpu().numpy(), top_similarity=top_similarity.cpu().numpy(),
                      text_usage=(usage / usage.sum()).cpu().numpy(), n_iter=n_iter, marginal_error=error,
                      converged=converged)
 
