@@ -17,9 +17,10 @@ BLOCK_BYTES = 256 << 20  # a (rows, columns) float32 block of similarities stays
 CACHE_BLOCK_BYTES = 8 << 20
 
 
-def rows_per_block(n_columns: int, most: int, budget: int = BLOCK_BYTES) -> int:
-    """Rows of a block with ``n_columns`` float32 similarities each: ``most``, fewer beyond ``budget`` bytes."""
-    return max(1, min(most, budget // (4 * n_columns)))
+def rows_per_block(n_columns: int, most: int, budget: int = BLOCK_BYTES, itemsize: int = 4) -> int:
+    """Rows of a block with ``n_columns`` similarities of ``itemsize`` bytes each (float32's by default):
+    ``most``, fewer beyond ``budget`` bytes."""
+    return max(1, min(most, budget // (itemsize * n_columns)))
 
 
 def sample_rows(n: int, max_rows: int, seed: int = 0) -> np.ndarray:
