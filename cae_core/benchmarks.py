@@ -369,6 +369,7 @@ def scale_benchmark(sizes: tuple[int, ...] | None = None, quick: bool = False, v
             print(f"bench --scale: space from {space_train_size} images: {space['space_s']} s, "
                   f"peak {space['space_peak_gib']} GiB", file=sys.stderr)
     return {"machine": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # spinning workers cost CPU s (README)
             "device": "cuda" if torch.cuda.is_available() else "cpu",
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "rows": rows,
             "growth_exponent": growth_exponents(rows), "space": space}

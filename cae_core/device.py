@@ -1,8 +1,12 @@
-"""Where the engine's tensors live, and the retry that turns GPU out-of-memory into smaller blocks."""
+"""Where the engine's tensors live, the retry that turns GPU out-of-memory into smaller blocks, and the
+CPU threads a loop runs on."""
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import ctypes
+from contextlib import contextmanager
+from functools import cache
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
@@ -48,3 +52,34 @@ def with_memory_fallback(compute: Callable[[torch.device, int], T], device: torc
 def as_tensor(array, device: torch.device) -> torch.Tensor:
     """float32 tensor on ``device`` (numpy arrays are not copied on the CPU)."""
     return torch.as_tensor(array, dtype=torch.float32, device=device)
+
+
+@cache
+def _openmp() -> ctypes.CDLL | None:
+    """The OpenMP runtime torch's CPU operations run on (libgomp, which torch's Linux wheels load), or None."""
+    try:
+        return ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        return None
+
+
+@contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """torch's CPU operations started by the calling thread inside the block run on that thread alone.
+
+    For a loop of serial work (single-threaded matrix-vector products) with a short parallel step in each
+    pass: the second thread, between the steps, spins waiting for work and takes cycles and memory
+    bandwidth from the first. OpenMP's thread count is a per-thread setting (``omp_set_num_threads``), so
+    other threads keep theirs; ``torch.set_num_threads`` would also change the count that threads starting
+    meanwhile take. Where the runtime is not libgomp the block runs unchanged.
+    """
+    runtime = _openmp()
+    if runtime is None:
+        yield
+        return
+    threads = runtime.omp_get_max_threads()
+    runtime.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        runtime.omp_set_num_threads(threads)

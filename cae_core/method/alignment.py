@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..arrays import CACHE_BLOCK_BYTES, rows_per_block
-from ..device import as_tensor, resolve_device, with_memory_fallback
+from ..device import as_tensor, one_cpu_thread, resolve_device, with_memory_fallback
 
 # Inferred, not stated by CAE: eps = 0.05 on cosine scores, as SwAV uses for its Sinkhorn. Reason: one
 # image's cosines to the selected texts span ~0.1-0.3, so eps = 0.05 spreads a plan row over the few
@@ -128,8 +129,17 @@ class _LogKernel:
             return f"{str(self.compact.scaled.dtype).removeprefix('torch.')} scaled"
         return "float32 log" if self.whole is not None else "per block"
 
-    def _product(self, rows: slice) -> torch.Tensor:
-        return (self.images[rows] @ self.texts.T).div_(self.scale)  # in place: one (B, S) allocation
+    def _cosines(self, rows: slice, out: torch.Tensor | None = None) -> torch.Tensor:
+        """s_ij for ``rows``, written into ``out`` (a (B, S) buffer reused across blocks) where given: a fresh
+        block of this size is mapped from the OS and faulted in page by page each time (at 200,000 x 13,700,
+        2.7 million page faults per kernel)."""
+        if out is None:
+            return self.images[rows] @ self.texts.T
+        return torch.mm(self.images[rows], self.texts.T, out=out[: self.images[rows].shape[0]])
+
+    def _product(self, rows: slice, out: torch.Tensor | None = None) -> torch.Tensor:
+        """L = s / scale for ``rows`` (in ``out`` where given)."""
+        return self._cosines(rows, out).div_(self.scale)
 
     def row_slices(self, block_rows: int | None = None) -> Iterator[slice]:
         step = block_rows or self.block_rows
@@ -137,8 +147,13 @@ class _LogKernel:
             yield slice(start, start + step)
 
     def blocks(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        buffer = None if self.whole is not None else self.block_buffer()
         for rows in self.row_slices():
-            yield rows, self.whole[rows] if self.whole is not None else self._product(rows)
+            yield rows, self.whole[rows] if self.whole is not None else self._product(rows, buffer)
+
+    def block_buffer(self) -> torch.Tensor:
+        """One (B, S) float32 block for ``_product``'s results."""
+        return torch.empty((min(self.images.shape[0], self.block_rows), self.texts.shape[0]), device=self.images.device)
 
     def plan_rows(self, g: torch.Tensor) -> "RowBlock":
         """Rows of the plan rescaled to sum to one, softmax_j(L_ij + g_j), with their cosines s_ij.
@@ -206,13 +221,23 @@ class _CompactKernel:
         scaled = torch.empty((n, s), dtype=dtype, device=device)
         row_max = torch.empty(n, device=device)
         lowest, highest = float("inf"), float("-inf")
+        buffer = kernel.block_buffer()
+        # the product in large blocks (its rate falls with fewer rows), the rest in cache-sized parts of each, so
+        # that their six passes read the part from cache rather than the whole block from memory
+        part_rows = rows_per_block(s, kernel.block_rows, CACHE_BLOCK_BYTES)
         for rows in kernel.row_slices():
-            block = kernel._product(rows)
-            row_max[rows] = block.amax(dim=1)
-            lowest, highest = min(lowest, float(block.amin())), max(highest, float(row_max[rows].max()))
+            block = kernel._cosines(rows, buffer)
+            lows = []
+            for start in range(0, block.shape[0], part_rows):
+                part = block[start:start + part_rows].div_(kernel.scale)
+                part_max = row_max[rows.start + start:rows.start + start + part.shape[0]]
+                torch.amax(part, dim=1, out=part_max)
+                lows.append(part.amin())
+                scaled[rows.start + start:rows.start + start + part.shape[0]] = \
+                    part.sub_(part_max[:, None]).add_(_COMPACT_SHIFT).exp_()
+            lowest, highest = min(lowest, float(torch.stack(lows).min())), max(highest, float(row_max[rows].max()))
             if highest - lowest > limit:
                 return None
-            scaled[rows] = block.sub_(row_max[rows, None]).add_(_COMPACT_SHIFT).exp_()
         return _CompactKernel(scaled, row_max)
 
 
@@ -298,16 +323,21 @@ def _sinkhorn_potentials(kernel: _LogKernel, tol: float, max_iter: int,
     sweep = (_scaling_sweeps if kernel.compact is not None else _log_domain_sweeps)(kernel, log_a, f, buffer)
     error = float("inf")
     iteration = 0
-    column_lse = sweep(None)
-    for iteration in range(1, max_iter + 1):
-        g = log_b - column_lse
-        column_lse = sweep(g)
-        if (iteration - 1) % 10 == 0:
-            error = _column_error(g, column_lse, log_b)
-            if progress is not None:
-                progress(min(1.0, np.log(max(error, tol)) / np.log(tol)) if error < 1 else 0.0)
-            if error < tol:
-                break
+    # a float16 kernel's sweep on the CPU is serial matrix-vector products around one parallel step, the
+    # widening of each block: on one thread it costs 20-23 CPU s at 200,000 x 13,700 against 38-70 on two (the
+    # second spinning between the steps), in 20-23 s against 22-36 (README, "Cost at scale")
+    serial = kernel.form == "float16 scaled" and device.type == "cpu"
+    with one_cpu_thread() if serial else nullcontext():
+        column_lse = sweep(None)
+        for iteration in range(1, max_iter + 1):
+            g = log_b - column_lse
+            column_lse = sweep(g)
+            if (iteration - 1) % 10 == 0:
+                error = _column_error(g, column_lse, log_b)
+                if progress is not None:
+                    progress(min(1.0, np.log(max(error, tol)) / np.log(tol)) if error < 1 else 0.0)
+                if error < tol:
+                    break
     if error >= tol:
         warnings.warn(f"Sinkhorn did not converge: column-marginal error {error:.2e} after {iteration} "
                       f"iterations (tolerance {tol:g}); raise the iteration cap or eps",
