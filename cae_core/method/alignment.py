@@ -131,8 +131,8 @@ class _LogKernel:
 
     def _cosines(self, rows: slice, out: torch.Tensor | None = None) -> torch.Tensor:
         """s_ij for ``rows``, written into ``out`` (a (B, S) buffer reused across blocks) where given: a fresh
-        block of this size is mapped from the OS and faulted in page by page each time (at 200,000 x 13,700,
-        2.7 million page faults per kernel)."""
+        block of this size is mapped from the OS and faulted in page by page each time (building a 200,000 x
+        13,700 kernel: 4.0 million page faults with fresh blocks, 1.4 million, the kernel's own, with one)."""
         if out is None:
             return self.images[rows] @ self.texts.T
         return torch.mm(self.images[rows], self.texts.T, out=out[: self.images[rows].shape[0]])
