@@ -133,9 +133,8 @@ class _LogKernel:
         """s_ij for ``rows``, written into ``out`` (a (B, S) buffer reused across blocks) where given: a fresh
         block of this size is mapped from the OS and faulted in page by page each time (building a 200,000 x
         13,700 kernel: 4.0 million page faults with fresh blocks, 1.4 million, the kernel's own, with one)."""
-        if out is None:
-            return self.images[rows] @ self.texts.T
-        return torch.mm(self.images[rows], self.texts.T, out=out[: self.images[rows].shape[0]])
+        images = self.images[rows]
+        return images @ self.texts.T if out is None else torch.mm(images, self.texts.T, out=out[: images.shape[0]])
 
     def _product(self, rows: slice, out: torch.Tensor | None = None) -> torch.Tensor:
         """L = s / scale for ``rows`` (in ``out`` where given)."""
@@ -230,11 +229,10 @@ class _CompactKernel:
             lows = []
             for start in range(0, block.shape[0], part_rows):
                 part = block[start:start + part_rows].div_(kernel.scale)
-                part_max = row_max[rows.start + start:rows.start + start + part.shape[0]]
-                torch.amax(part, dim=1, out=part_max)
+                part_of_kernel = slice(rows.start + start, rows.start + start + part.shape[0])
+                torch.amax(part, dim=1, out=row_max[part_of_kernel])
                 lows.append(part.amin())
-                scaled[rows.start + start:rows.start + start + part.shape[0]] = \
-                    part.sub_(part_max[:, None]).add_(_COMPACT_SHIFT).exp_()
+                scaled[part_of_kernel] = part.sub_(row_max[part_of_kernel, None]).add_(_COMPACT_SHIFT).exp_()
             lowest, highest = min(lowest, float(torch.stack(lows).min())), max(highest, float(row_max[rows].max()))
             if highest - lowest > limit:
                 return None
@@ -324,8 +322,8 @@ def _sinkhorn_potentials(kernel: _LogKernel, tol: float, max_iter: int,
     error = float("inf")
     iteration = 0
     # a float16 kernel's sweep on the CPU is serial matrix-vector products around one parallel step, the
-    # widening of each block: on one thread it costs 20-23 CPU s at 200,000 x 13,700 against 38-70 on two (the
-    # second spinning between the steps), in 20-23 s against 22-36 (README, "Cost at scale")
+    # widening of each block: on one thread the 12 sweeps at 200,000 x 13,700 cost 14-19 CPU s against 38-77 on
+    # two (the second spinning between the steps), in 17-20 s against 22-36 (README, "Cost at scale", 10.)
     serial = kernel.form == "float16 scaled" and device.type == "cpu"
     with one_cpu_thread() if serial else nullcontext():
         column_lse = sweep(None)
